@@ -1,0 +1,61 @@
+"""What the route handlers are given: the services the process owns, found on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from jobsched.config.settings import Settings
+from jobsched.core.errors import InvalidInputError
+from jobsched.queue.base import RunQueue
+from jobsched.storage.base import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Opened and closed by whoever creates the app (the CLI), never by the app."""
+
+    storage: Storage
+    queue: RunQueue
+    settings: Settings
+
+
+def get_services(request: Request) -> Services:
+    services = request.app.state.services
+    assert isinstance(services, Services), "create_app() stores the services on app.state"
+    return services
+
+
+ServicesDependency = Annotated[Services, Depends(get_services)]
+
+
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    cursor: str | None
+
+
+def get_page_request(
+    services: ServicesDependency,
+    limit: Annotated[
+        int | None, Query(ge=1, description="Page size (at most api.page_size_max).")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=500, description="A next_cursor from a page.")
+    ] = None,
+) -> PageRequest:
+    """The page a list request asks for; the cursor itself is checked by storage."""
+    page_size_max = services.settings.api.page_size_max
+    if limit is None:
+        limit = min(DEFAULT_PAGE_SIZE, page_size_max)
+    elif limit > page_size_max:
+        raise InvalidInputError("limit", f"must be at most {page_size_max}")
+    return PageRequest(limit=limit, cursor=cursor)
+
+
+PageDependency = Annotated[PageRequest, Depends(get_page_request)]

@@ -1,0 +1,105 @@
+"""``/jobs``: create, read, list, change, delete, trigger, pause and resume jobs."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from jobsched.api.dependencies import PageDependency, ServicesDependency
+from jobsched.api.job_changes import (
+    first_run_of,
+    patch_edit,
+    pause_edit,
+    prevalidate_patch,
+    resume_edit,
+    spec_from_create,
+)
+from jobsched.api.schemas import PROBLEM_RESPONSES, JobCreate, JobOut, JobPage, JobPatch, RunOut
+from jobsched.core.errors import QueueError
+from jobsched.core.models import JobStatus
+from jobsched.storage.base import JobFilter
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
+logger = logging.getLogger(__name__)
+
+JobId = Annotated[uuid.UUID, Path(alias="id", description="The job's id (a UUID).")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a job")
+async def create_job(body: JobCreate, services: ServicesDependency, response: Response) -> JobOut:
+    spec = spec_from_create(body, services.settings)
+    now = await services.storage.now()
+    job = await services.storage.create_job(spec, next_run_at=first_run_of(spec, now), now=now)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobOut.from_job(job)
+
+
+@router.get("", summary="List jobs")
+async def list_jobs(
+    services: ServicesDependency,
+    page: PageDependency,
+    type: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
+    queue: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    """Jobs in creation order, filtered by any of ``type``, ``status`` and ``queue``."""
+    found = await services.storage.list_jobs(
+        JobFilter(type=type, status=status, queue=queue), limit=page.limit, cursor=page.cursor
+    )
+    return JobPage(
+        items=[JobOut.from_job(job) for job in found.items], next_cursor=found.next_cursor
+    )
+
+
+@router.get("/{id}", summary="Get a job")
+async def get_job(job_id: JobId, services: ServicesDependency) -> JobOut:
+    return JobOut.from_job(await services.storage.get_job(job_id))
+
+
+@router.patch("/{id}", summary="Change a job")
+async def patch_job(job_id: JobId, body: JobPatch, services: ServicesDependency) -> JobOut:
+    """Change the fields given; new timing recomputes ``next_run_at`` from now."""
+    prevalidate_patch(body)
+    now = await services.storage.now()
+    return JobOut.from_job(await services.storage.update_job(job_id, patch_edit(body, now)))
+
+
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job")
+async def delete_job(job_id: JobId, services: ServicesDependency) -> Response:
+    """Delete the job with its runs and their attempts."""
+    await services.storage.delete_job(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{id}/trigger", status_code=status.HTTP_201_CREATED, summary="Run a job now")
+async def trigger_job(job_id: JobId, services: ServicesDependency, response: Response) -> RunOut:
+    """Create a manual run, due now, whatever the job's status; its schedule is unchanged."""
+    queue = services.queue
+    run = await services.storage.trigger_job(job_id, published=queue.commits_are_publishes)
+    try:
+        await queue.publish([run])
+    except QueueError as error:
+        # The run is committed and unpublished: the outbox sweeper publishes it later.
+        logger.warning("run %s committed but not published yet: %s", run.id, error)
+    else:
+        if not queue.commits_are_publishes:
+            await services.storage.mark_published([run.id])
+    response.headers["Location"] = f"/runs/{run.id}"
+    return RunOut.from_run(run)
+
+
+@router.post("/{id}/pause", summary="Pause a job")
+async def pause_job(job_id: JobId, services: ServicesDependency) -> JobOut:
+    """Stop firing the job until it is resumed; pausing a paused job changes nothing."""
+    now = await services.storage.now()
+    return JobOut.from_job(await services.storage.update_job(job_id, pause_edit(now)))
+
+
+@router.post("/{id}/resume", summary="Resume a paused job")
+async def resume_job(job_id: JobId, services: ServicesDependency) -> JobOut:
+    """Fire again: a recurring job from its next fire time after now, skipping missed ones."""
+    now = await services.storage.now()
+    return JobOut.from_job(await services.storage.update_job(job_id, resume_edit(now)))

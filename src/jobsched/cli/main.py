@@ -1,0 +1,116 @@
+"""The ``jobsched`` command: ``api``, ``scheduler``, ``worker``, ``standalone``, ``migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from jobsched.config.settings import Settings, load_settings
+from jobsched.core.errors import JobschedError
+from jobsched.monitoring.logs import configure_logging
+from jobsched.storage.migrate import head_revision, upgrade_to_head
+from jobsched.storage.urls import parse_database_url
+
+_DESCRIPTIONS = {
+    "api": "serve the REST API",
+    "scheduler": "fire due jobs onto the queue",
+    "worker": "execute runs from the queue",
+    "standalone": "API, scheduler and worker in one process (SQLite by default)",
+    "migrate": "create or upgrade the database schema",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobsched", description="A distributed job scheduler.")
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (default: $JOBSCHED_CONFIG)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, description in _DESCRIPTIONS.items():
+        command = commands.add_parser(name, help=description, description=description)
+        command.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        if name in ("worker", "standalone"):
+            _add_worker_options(command)
+        if name in ("api", "standalone"):
+            command.add_argument("--host", help="API address (api.host)")
+            command.add_argument("--port", type=int, help="API port (api.port)")
+    return parser
+
+
+def _add_worker_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module defining handlers; repeatable (adds to worker.imports)",
+    )
+    command.add_argument("--concurrency", type=int, help="runs at once (worker.concurrency)")
+    command.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        metavar="NAME",
+        help="queue to take runs from; repeatable (replaces worker.queues)",
+    )
+
+
+def _apply_options(settings: Settings, options: argparse.Namespace) -> Settings:
+    updates: dict[str, dict[str, Any]] = {}
+    if getattr(options, "host", None):
+        updates.setdefault("api", {})["host"] = options.host
+    if getattr(options, "port", None) is not None:
+        updates.setdefault("api", {})["port"] = options.port
+    if getattr(options, "imports", None):
+        updates.setdefault("worker", {})["imports"] = [*settings.worker.imports, *options.imports]
+    if getattr(options, "concurrency", None) is not None:
+        updates.setdefault("worker", {})["concurrency"] = options.concurrency
+    if getattr(options, "queues", None):
+        updates.setdefault("worker", {})["queues"] = options.queues
+    merged = settings.model_dump()
+    for section, values in updates.items():
+        merged[section].update(values)
+    return Settings.model_validate(merged)
+
+
+def _migrate(settings: Settings) -> None:
+    database = parse_database_url(settings.database.url)
+    upgrade_to_head(database)
+    print(f"database schema at revision {head_revision()}")
+
+
+def _service(command: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
+    from jobsched.cli import services  # noqa: PLC0415 - keeps `migrate` and `--help` fast
+
+    runners: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = {
+        "api": services.serve_api,
+        "scheduler": services.serve_scheduler,
+        "worker": services.serve_worker,
+        "standalone": services.serve_standalone,
+    }
+    return runners[command]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    try:
+        settings = _apply_options(load_settings(options.config), options)
+        configure_logging(settings.logging.level, settings.logging.format)
+        if options.command == "migrate":
+            _migrate(settings)
+        else:
+            asyncio.run(_service(options.command)(settings))
+    except JobschedError as error:
+        print(f"jobsched: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

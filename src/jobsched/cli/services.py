@@ -1,0 +1,159 @@
+"""Running jobsched's services in one asyncio loop until SIGTERM or SIGINT.
+
+The first signal asks every service to stop gracefully; a second one stops at
+once (runs still held are rescued later by their lease expiring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Protocol
+
+import uvicorn
+from fastapi import FastAPI
+
+from jobsched.api.app import create_app
+from jobsched.config.settings import Settings
+from jobsched.monitoring.server import metrics_endpoint
+from jobsched.queue import RunQueue, create_queue
+from jobsched.scheduler.service import Scheduler
+from jobsched.storage.base import Storage
+from jobsched.storage.database import SQLStorage
+from jobsched.storage.migrate import upgrade_to_head
+from jobsched.storage.urls import parse_database_url
+from jobsched.worker.registry import default_registry, import_handler_modules
+from jobsched.worker.service import Worker
+
+logger = logging.getLogger("jobsched")
+
+
+class Service(Protocol):
+    async def run(self) -> None: ...
+
+    def request_stop(self) -> None: ...
+
+
+class ApiServer:
+    """uvicorn serving the API, with signals left to ``run_until_signalled``."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        self._server = _QuietSignalServer(config)
+
+    async def run(self) -> None:
+        await self._server.serve()
+        if not self._server.started:
+            raise SystemExit(1)
+
+    def request_stop(self) -> None:
+        self._server.should_exit = True
+
+
+class _QuietSignalServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process's signal handling belongs to run_until_signalled, which stops
+        # every service, not only the HTTP server.
+        yield
+
+
+async def run_until_signalled(services: list[Service]) -> None:
+    loop = asyncio.get_running_loop()
+    tasks = [asyncio.create_task(service.run()) for service in services]
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            logger.info("stopping (send the signal again to stop at once)")
+            for service in services:
+                service.request_stop()
+        else:
+            for task in tasks:
+                task.cancel()
+
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, on_signal)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # One service ending (or failing) ends the process: stop the others too.
+        for service in services:
+            service.request_stop()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signal_number)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+    del done
+
+
+async def _open_backends(
+    settings: Settings, stack: AsyncExitStack, *, check_schema: bool = True
+) -> tuple[Storage, RunQueue]:
+    storage = SQLStorage.from_url(settings.database.url, pool_size=settings.database.pool_size)
+    stack.push_async_callback(storage.close)
+    if check_schema:
+        await storage.check_schema()
+    queue = create_queue(settings.queue.url, storage)
+    stack.push_async_callback(queue.close)
+    return storage, queue
+
+
+def _worker(settings: Settings, storage: Storage, queue: RunQueue) -> Worker:
+    import_handler_modules(settings.worker.imports)
+    return Worker(
+        storage,
+        queue,
+        default_registry,
+        settings.worker,
+        default_timeout_seconds=settings.jobs.timeout_seconds,
+        poll_interval_seconds=settings.queue.poll_interval_seconds,
+    )
+
+
+async def serve_api(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        storage, queue = await _open_backends(settings, stack)
+        app = create_app(storage, queue, settings)
+        await run_until_signalled([ApiServer(app, settings.api.host, settings.api.port)])
+
+
+async def serve_scheduler(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        storage, queue = await _open_backends(settings, stack)
+        with metrics_endpoint(settings.metrics.host, settings.metrics.port):
+            await run_until_signalled([Scheduler(storage, queue, settings.scheduler)])
+
+
+async def serve_worker(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        storage, queue = await _open_backends(settings, stack)
+        worker = _worker(settings, storage, queue)
+        with metrics_endpoint(settings.metrics.host, settings.metrics.port):
+            await run_until_signalled([worker])
+
+
+async def serve_standalone(settings: Settings) -> None:
+    """API, scheduler and worker in one process; the schema is migrated first."""
+    upgrade_to_head(parse_database_url(settings.database.url))
+    async with AsyncExitStack() as stack:
+        storage, queue = await _open_backends(settings, stack)
+        worker = _worker(settings, storage, queue)
+        scheduler = Scheduler(storage, queue, settings.scheduler)
+        app = create_app(storage, queue, settings)
+        api = ApiServer(app, settings.api.host, settings.api.port)
+        logger.info(
+            "jobsched standalone on http://%s:%d (database %s)",
+            settings.api.host,
+            settings.api.port,
+            parse_database_url(settings.database.url).sync_url.render_as_string(hide_password=True),
+        )
+        await run_until_signalled([scheduler, worker, api])

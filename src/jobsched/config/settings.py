@@ -1,0 +1,169 @@
+"""Settings: defaults, then a YAML file, then ``JOBSCHED_*`` environment variables.
+
+Environment variables name a section and a key joined by ``_``:
+``JOBSCHED_DATABASE_URL`` is ``database.url``, ``JOBSCHED_WORKER_CONCURRENCY`` is
+``worker.concurrency`` and ``JOBSCHED_METRICS_PORT`` is ``metrics.port``.
+``config/config.yaml.example`` documents every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from jobsched.core.errors import ConfigurationError
+from jobsched.core.models import RetryPolicy
+
+DEFAULT_SQLITE_URL = "sqlite:///./data/jobsched.db"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str = DEFAULT_SQLITE_URL
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+
+class QueueSettings(Section):
+    # None (or a postgresql:// / sqlite:// URL) means the database itself is the queue.
+    url: str | None = None
+    poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+
+
+class CacheSettings(Section):
+    url: str | None = None
+    ttl_seconds: float = Field(default=60.0, gt=0)
+
+
+class ApiSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    page_size_max: int = Field(default=500, ge=1)
+
+
+class MetricsSettings(Section):
+    host: str = "127.0.0.1"
+    # The scheduler's or worker's own metrics port; 0 turns the endpoint off.
+    port: int = Field(default=9100, ge=0, le=65535)
+
+
+class SchedulerSettings(Section):
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    max_sleep_seconds: float = Field(default=1.0, gt=0, le=60)
+    rescue_interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class WorkerSettings(Section):
+    id: str | None = None
+    concurrency: int = Field(default=10, ge=1, le=10_000)
+    queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    imports: list[str] = Field(default_factory=list)
+    lease_seconds: float = Field(default=30.0, ge=1)
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    http_response_bytes_max: int = Field(default=4096, ge=0)
+
+    def resolved_id(self) -> str:
+        return self.id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RetrySettings(Section):
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    initial_delay_seconds: float = Field(default=1.0, ge=0)
+    max_delay_seconds: float = Field(default=300.0, ge=0)
+    jitter: bool = True
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff=self.backoff,
+            initial_delay_seconds=self.initial_delay_seconds,
+            max_delay_seconds=self.max_delay_seconds,
+            jitter=self.jitter,
+        )
+
+
+class JobDefaults(Section):
+    queue: str = "default"
+    timeout_seconds: float | None = Field(default=3600.0, gt=0)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JOBSCHED_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    jobs: JobDefaults = Field(default_factory=JobDefaults)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (given as init values), which beats the defaults.
+        return (env_settings, init_settings)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(f"config file {path} is not UTF-8 text: {error}") from error
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"config file {path} is not valid YAML: {error}") from error
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigurationError(f"config file {path} must hold a mapping of sections")
+    return content
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Load settings from ``config_file`` (or ``$JOBSCHED_CONFIG``) and the environment.
+
+    Raises ``ConfigurationError`` naming the setting at fault.
+    """
+    chosen = config_file or os.environ.get("JOBSCHED_CONFIG")
+    file_values = _read_yaml(Path(chosen)) if chosen else {}
+    try:
+        return Settings(**file_values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        raise ConfigurationError(f"setting {location}: {first['msg']}") from error

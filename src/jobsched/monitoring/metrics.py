@@ -1,0 +1,48 @@
+"""Prometheus metrics of every jobsched process, declared once.
+
+Names follow the original description (``jobs_started``, ``jobs_completed``,
+``jobs_failed``, ``job_duration_seconds``); prometheus-client exposes counters
+with the conventional ``_total`` suffix (``jobs_completed_total``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_RUN_LABELS = ("type", "queue")
+
+JOBS_STARTED = Counter("jobs_started", "Attempts started by workers.", _RUN_LABELS)
+JOBS_COMPLETED = Counter("jobs_completed", "Runs that succeeded.", _RUN_LABELS)
+JOBS_FAILED = Counter(
+    "jobs_failed", "Attempts that failed (error or timeout), whether retried or not.", _RUN_LABELS
+)
+JOBS_RETRIED = Counter("jobs_retried", "Failed attempts followed by a retry.", _RUN_LABELS)
+JOBS_TIMED_OUT = Counter("jobs_timed_out", "Attempts stopped at their timeout.", _RUN_LABELS)
+JOBS_DEAD = Counter("jobs_dead", "Runs that ended dead, out of attempts.", _RUN_LABELS)
+JOB_DURATION = Histogram(
+    "job_duration_seconds",
+    "Wall time of one attempt, from handler start to end.",
+    _RUN_LABELS,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+RUNS_IN_PROGRESS = Gauge("jobs_in_progress", "Runs executing in this worker.", _RUN_LABELS)
+OUTCOMES_REFUSED = Counter(
+    "worker_outcomes_refused",
+    "Outcomes not recorded because the worker no longer held the run's lease.",
+)
+
+RUNS_FIRED = Counter("scheduler_runs_fired", "Runs created by the scheduler.", ("queue",))
+RUNS_RESCUED = Counter(
+    "scheduler_runs_rescued", "Runs whose lease expired, by what became of them.", ("outcome",)
+)
+SCHEDULER_TICK_SECONDS = Histogram(
+    "scheduler_tick_seconds", "Wall time of one scheduler tick (claim, insert, publish)."
+)
+QUEUE_DEPTH = Gauge("queue_depth", "Runs waiting to be claimed, per queue.", ("queue",))
+
+HTTP_REQUESTS = Counter("api_requests", "API requests answered.", ("method", "route", "status"))
+SCHEDULER_LAG = Histogram(
+    "scheduler_lag_seconds",
+    "Time from a run's scheduled fire time to the scheduler creating it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -1,0 +1,126 @@
+"""The scheduler service: turns due fire times into runs and puts them on the queue.
+
+Each tick reads the database clock, fires up to ``batch_size`` due jobs in one
+transaction (``Storage.fire_due_jobs``: claim with SKIP LOCKED, insert runs,
+advance ``next_run_at``) and publishes what it created. Between ticks it sleeps
+until the earliest ``next_run_at``, at most ``max_sleep_seconds`` (so jobs
+created meanwhile are seen), or until ``wake()``. Housekeeping rescues runs whose
+worker lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+
+from jobsched.config.settings import SchedulerSettings
+from jobsched.core.errors import JobschedError
+from jobsched.core.models import Job, Run
+from jobsched.core.planning import FirePlan, plan_due_job
+from jobsched.monitoring import metrics
+from jobsched.queue.base import RunQueue
+from jobsched.storage.base import Storage
+
+logger = logging.getLogger("jobsched.scheduler")
+
+_ERROR_BACKOFF_MAX_SECONDS = 5.0
+
+
+class Scheduler:
+    def __init__(self, storage: Storage, queue: RunQueue, settings: SchedulerSettings) -> None:
+        self._storage = storage
+        self._queue = queue
+        self._settings = settings
+        self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+        self._next_rescue_monotonic = 0.0
+
+    def wake(self) -> None:
+        """Tick now: a job was created, changed or triggered."""
+        self._woken.set()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._woken.set()
+
+    async def run(self) -> None:
+        """Tick until ``request_stop``; database and queue outages are logged and retried."""
+        error_backoff_seconds = 0.1
+        logger.info("scheduler started")
+        while not self._stopping.is_set():
+            try:
+                fired = await self.tick()
+                await self._housekeeping()
+                error_backoff_seconds = 0.1
+            except JobschedError as error:
+                logger.warning("scheduler tick failed, retrying: %s", error)
+                await self._sleep(error_backoff_seconds)
+                error_backoff_seconds = min(error_backoff_seconds * 2, _ERROR_BACKOFF_MAX_SECONDS)
+                continue
+            if fired < self._settings.batch_size:
+                await self._sleep(await self._seconds_until_next_fire())
+        logger.info("scheduler stopped")
+
+    async def tick(self) -> int:
+        """Fire every job due now (in batches); return how many runs were created."""
+        started = time.perf_counter()
+        now = await self._storage.now()
+
+        def plan(job: Job) -> FirePlan:
+            return plan_due_job(job, now)
+
+        runs = await self._storage.fire_due_jobs(
+            now, self._settings.batch_size, plan, published=self._queue.commits_are_publishes
+        )
+        if runs:
+            await self._publish(runs)
+            self._observe(runs, now)
+        metrics.SCHEDULER_TICK_SECONDS.observe(time.perf_counter() - started)
+        return len(runs)
+
+    async def _publish(self, runs: Sequence[Run]) -> None:
+        await self._queue.publish(runs)
+        if not self._queue.commits_are_publishes:
+            await self._storage.mark_published([run.id for run in runs])
+
+    @staticmethod
+    def _observe(runs: Sequence[Run], now: datetime) -> None:
+        for run in runs:
+            metrics.RUNS_FIRED.labels(queue=run.queue).inc()
+            metrics.SCHEDULER_LAG.observe(max((now - run.scheduled_for).total_seconds(), 0.0))
+
+    async def _housekeeping(self) -> None:
+        if time.monotonic() < self._next_rescue_monotonic:
+            return
+        self._next_rescue_monotonic = time.monotonic() + self._settings.rescue_interval_seconds
+        report = await self._storage.rescue_expired_leases(self._settings.batch_size)
+        if report.requeued:
+            await self._publish(report.requeued)
+        metrics.RUNS_RESCUED.labels(outcome="requeued").inc(len(report.requeued))
+        metrics.RUNS_RESCUED.labels(outcome="dead").inc(len(report.dead))
+        if report.requeued or report.dead:
+            logger.warning(
+                "rescued runs with expired leases: %d requeued, %d dead",
+                len(report.requeued),
+                len(report.dead),
+            )
+        for queue_name, depth in (await self._queue.depth()).items():
+            metrics.QUEUE_DEPTH.labels(queue=queue_name).set(depth)
+
+    async def _seconds_until_next_fire(self) -> float:
+        earliest = await self._storage.earliest_next_run_at()
+        if earliest is None:
+            return self._settings.max_sleep_seconds
+        now = await self._storage.now()
+        return min(max((earliest - now).total_seconds(), 0.0), self._settings.max_sleep_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._woken.clear()
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout=seconds)

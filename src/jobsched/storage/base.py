@@ -1,0 +1,181 @@
+"""The storage contract: every SQL statement jobsched runs sits behind this interface.
+
+One implementation serves PostgreSQL and SQLite (``storage.database.SQLStorage``);
+the contract suite in ``tests/contract`` runs against both. Times written by the
+lease operations come from the database's clock, so a host with a skewed clock
+cannot shorten or stretch a lease.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from jobsched.core.models import (
+    Attempt,
+    AttemptStatus,
+    Job,
+    JobSpec,
+    JobStatus,
+    JsonObject,
+    Page,
+    Run,
+    RunStatus,
+)
+from jobsched.core.planning import FirePlan
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """The end of one attempt, reported by the worker that holds the run's lease.
+
+    ``run_status`` is ``succeeded``, ``retrying`` (then ``retry_at`` is set) or ``dead``.
+    """
+
+    run_id: uuid.UUID
+    attempt: int
+    worker_id: str
+    attempt_status: AttemptStatus
+    run_status: RunStatus
+    error: str | None = None
+    result: JsonObject | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RescueReport:
+    requeued: list[Run] = field(default_factory=list)
+    dead: list[Run] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    type: str | None = None
+    status: JobStatus | None = None
+    queue: str | None = None
+
+
+class Storage(Protocol):
+    """Persistence of jobs, runs and attempts. All methods are safe to call concurrently."""
+
+    dialect: str
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StorageError`` unless the database answers."""
+
+    async def check_schema(self) -> None:
+        """Raise ``SchemaOutOfDateError`` unless the schema is at the newest migration."""
+
+    async def now(self) -> datetime:
+        """The database's clock (UTC); the scheduler's fire decisions use it."""
+
+    # --- jobs -----------------------------------------------------------------
+
+    async def create_job(
+        self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
+    ) -> Job:
+        """Insert a job; ``ConflictError`` on a taken name, and nothing is written."""
+
+    async def get_job(self, job_id: uuid.UUID) -> Job:
+        """The job, or ``NotFoundError``."""
+
+    async def list_jobs(
+        self, job_filter: JobFilter, *, limit: int, cursor: str | None
+    ) -> Page[Job]:
+        """Jobs in creation order; ``cursor`` is a ``next_cursor`` from an earlier page."""
+
+    async def update_job(self, job_id: uuid.UUID, edit: Callable[[Job], Job]) -> Job:
+        """Lock the job, apply ``edit`` and write every mutable field it returns, atomically.
+
+        ``edit`` may raise (``InvalidInputError`` say); then nothing is written. The
+        row lock keeps a scheduler from firing the job from its old definition meanwhile.
+        """
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        """Delete the job with its runs and attempts; ``NotFoundError`` if absent."""
+
+    async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
+        """Create a manual run of the job, due now (database clock)."""
+
+    # --- runs -----------------------------------------------------------------
+
+    async def get_run(self, run_id: uuid.UUID) -> Run: ...
+
+    async def list_attempts(self, run_id: uuid.UUID) -> list[Attempt]: ...
+
+    async def list_runs(
+        self,
+        *,
+        job_id: uuid.UUID | None,
+        status: RunStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Run]:
+        """Runs newest fire time first."""
+
+    # --- scheduler ------------------------------------------------------------
+
+    async def earliest_next_run_at(self) -> datetime | None:
+        """The soonest ``next_run_at`` of an active job (the scheduler sleeps until it)."""
+
+    async def fire_due_jobs(
+        self,
+        now: datetime,
+        limit: int,
+        plan: Callable[[Job], FirePlan],
+        *,
+        published: bool,
+    ) -> list[Run]:
+        """Fire up to ``limit`` active jobs whose ``next_run_at <= now``, in one transaction.
+
+        Due rows are claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so replicas
+        share the work; ``plan`` decides each job's runs and next fire time; runs are
+        inserted with ``ON CONFLICT (job_id, scheduled_for) DO NOTHING`` and only the
+        runs actually inserted are returned. ``published`` marks them as already on
+        the queue (the database queue, where committing is publishing).
+        """
+
+    async def mark_published(self, run_ids: Sequence[uuid.UUID]) -> None: ...
+
+    async def ready_run_counts(self) -> dict[str, int]:
+        """Runs ``queued`` or ``retrying`` per queue name."""
+
+    async def rescue_expired_leases(self, limit: int) -> RescueReport:
+        """Runs whose lease expired: their attempt becomes ``lost``; retried or dead by policy."""
+
+    # --- workers --------------------------------------------------------------
+
+    async def claim_ready_runs(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[Run]:
+        """Claim up to ``limit`` ready runs (database queue), highest priority first.
+
+        Each claimed run is ``running`` with ``attempt`` incremented, a lease held by
+        ``worker_id`` until now + ``lease_seconds``, and a ``running`` attempt row.
+        """
+
+    async def claim_runs(
+        self, run_ids: Sequence[uuid.UUID], worker_id: str, lease_seconds: float
+    ) -> list[Run]:
+        """Claim the given runs (delivered by a broker) if they are still claimable.
+
+        A run already running elsewhere, finished or cancelled is left alone and not
+        returned: that is how duplicate deliveries become harmless.
+        """
+
+    async def renew_leases(
+        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        """Extend the leases ``worker_id`` still holds (fenced by attempt); return their ids."""
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record attempt outcomes, each only if its worker still holds the run's lease.
+
+        Returns, per outcome, whether it was accepted. A refused outcome (lease lost,
+        run rescued by another worker) changes nothing.
+        """

@@ -1,0 +1,629 @@
+"""``SQLStorage``: the storage contract on PostgreSQL (psycopg 3) and SQLite (aiosqlite).
+
+Statements are SQLAlchemy Core expressions, so one body of SQL serves both
+databases: ``FOR UPDATE SKIP LOCKED`` renders on PostgreSQL and is dropped on
+SQLite, where a single pooled connection makes the process the only writer.
+The two places the dialects truly differ (the clock and upserts) are the
+helpers ``_now`` / ``_now_plus`` and ``_insert``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from jobsched.core.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    StorageError,
+)
+from jobsched.core.ids import new_id
+from jobsched.core.models import (
+    CLAIMABLE_RUN_STATUSES,
+    Attempt,
+    AttemptStatus,
+    Job,
+    JobSpec,
+    JobStatus,
+    Page,
+    Run,
+    RunStatus,
+    RunTrigger,
+)
+from jobsched.core.planning import FirePlan
+from jobsched.storage.base import AttemptOutcome, JobFilter, RescueReport
+from jobsched.storage.migrate import current_revision, head_revision
+from jobsched.storage.pagination import decode_cursor, encode_cursor
+from jobsched.storage.rows import attempt_from_row, job_from_row, job_values, run_from_row
+from jobsched.storage.schema import UTCDateTime, attempts, jobs, runs
+from jobsched.storage.urls import DatabaseURL, parse_database_url
+
+_CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
+_LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def create_engine_for(database: DatabaseURL, *, pool_size: int = 10) -> AsyncEngine:
+    if database.dialect == "sqlite":
+        path = database.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection: SQLite has one writer, and queueing in the pool is cheaper
+        # than "database is locked" retries.
+        engine = create_async_engine(database.async_url, pool_size=1, max_overflow=0)
+        sa.event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        return engine
+    return create_async_engine(
+        database.async_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+class SQLStorage:
+    """The storage contract (``storage.base.Storage``) over one SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str | DatabaseURL, *, pool_size: int = 10) -> SQLStorage:
+        database = parse_database_url(url) if isinstance(url, str) else url
+        return cls(create_engine_for(database, pool_size=pool_size))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as connection:
+                yield connection
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as error:
+            raise StorageError(f"database unavailable: {error}") from error
+
+    # --- dialect differences ----------------------------------------------------
+
+    def _now(self) -> sa.ColumnElement[datetime]:
+        if self.dialect == "postgresql":
+            return sa.func.now(type_=UTCDateTime())
+        return sa.literal(datetime.now(UTC), UTCDateTime())
+
+    def _now_plus(self, seconds: float) -> sa.ColumnElement[datetime]:
+        if self.dialect == "postgresql":
+            interval = sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.literal(seconds, sa.Float()))
+            return sa.type_coerce(sa.func.now() + interval, UTCDateTime())
+        return sa.literal(datetime.now(UTC) + timedelta(seconds=seconds), UTCDateTime())
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect_module: Any = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect_module.insert(table)
+
+    # --- health ----------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def check_schema(self) -> None:
+        async with self._transaction() as connection:
+            revision = await connection.run_sync(current_revision)
+        head = head_revision()
+        if revision != head:
+            raise SchemaOutOfDateError(
+                f"database schema is at revision {revision or 'none'}, this release needs "
+                f"{head}: run `jobsched migrate`"
+            )
+
+    async def now(self) -> datetime:
+        if self.dialect != "postgresql":
+            return datetime.now(UTC)
+        async with self._transaction() as connection:
+            value = (await connection.execute(sa.select(self._now()))).scalar_one()
+        assert isinstance(value, datetime)
+        return value
+
+    # --- jobs ------------------------------------------------------------------
+
+    async def create_job(
+        self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
+    ) -> Job:
+        job = Job(
+            id=new_id(),
+            name=spec.name,
+            type=spec.type,
+            schedule=spec.schedule,
+            timezone=spec.timezone,
+            run_at=spec.run_at,
+            payload=spec.payload,
+            queue=spec.queue,
+            priority=spec.priority,
+            timeout_seconds=spec.timeout_seconds,
+            retry=spec.retry,
+            status=JobStatus.ACTIVE if next_run_at is not None else JobStatus.COMPLETED,
+            next_run_at=next_run_at,
+            schedule_anchor_at=now,
+            last_fired_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._writing_name(job.name), self._transaction() as connection:
+            await connection.execute(sa.insert(jobs).values(job_values(job)))
+        return job
+
+    @asynccontextmanager
+    async def _writing_name(self, name: str | None) -> AsyncIterator[None]:
+        try:
+            yield
+        except sa.exc.IntegrityError as error:
+            if name is not None and "name" in str(error.orig):
+                raise ConflictError("name", f"a job named {name!r} already exists") from error
+            raise
+
+    async def get_job(self, job_id: uuid.UUID) -> Job:
+        async with self._transaction() as connection:
+            row = (
+                (await connection.execute(sa.select(jobs).where(jobs.c.id == job_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError("job", job_id)
+        return job_from_row(row)
+
+    async def list_jobs(
+        self, job_filter: JobFilter, *, limit: int, cursor: str | None
+    ) -> Page[Job]:
+        query = sa.select(jobs).order_by(jobs.c.id).limit(limit + 1)
+        if job_filter.type is not None:
+            query = query.where(jobs.c.type == job_filter.type)
+        if job_filter.status is not None:
+            query = query.where(jobs.c.status == job_filter.status.value)
+        if job_filter.queue is not None:
+            query = query.where(jobs.c.queue == job_filter.queue)
+        if cursor is not None:
+            (after_id,) = decode_cursor(cursor, 1)
+            query = query.where(jobs.c.id > _uuid_from_cursor(after_id))
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        items = [job_from_row(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def update_job(self, job_id: uuid.UUID, edit: Callable[[Job], Job]) -> Job:
+        async with self._transaction() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        sa.select(jobs).where(jobs.c.id == job_id).with_for_update()
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError("job", job_id)
+            updated = edit(job_from_row(row))
+            values = job_values(updated)
+            del values["id"], values["created_at"]
+            async with self._writing_name(updated.name):
+                await connection.execute(sa.update(jobs).where(jobs.c.id == job_id).values(values))
+        return updated
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        async with self._transaction() as connection:
+            result = await connection.execute(
+                sa.delete(jobs).where(jobs.c.id == job_id).returning(jobs.c.id)
+            )
+            if result.first() is None:
+                raise NotFoundError("job", job_id)
+
+    async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
+        async with self._transaction() as connection:
+            row = (
+                (await connection.execute(sa.select(jobs).where(jobs.c.id == job_id)))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError("job", job_id)
+            now = await self._transaction_now(connection)
+            values = _new_run_values(job_from_row(row), now, RunTrigger.MANUAL, now, published)
+            inserted = await connection.execute(sa.insert(runs).values(values).returning(runs))
+            return run_from_row(inserted.mappings().one())
+
+    async def _transaction_now(self, connection: AsyncConnection) -> datetime:
+        value = (await connection.execute(sa.select(self._now()))).scalar_one()
+        assert isinstance(value, datetime)
+        return value
+
+    # --- runs ------------------------------------------------------------------
+
+    async def get_run(self, run_id: uuid.UUID) -> Run:
+        async with self._transaction() as connection:
+            row = (
+                (await connection.execute(sa.select(runs).where(runs.c.id == run_id)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError("run", run_id)
+        return run_from_row(row)
+
+    async def list_attempts(self, run_id: uuid.UUID) -> list[Attempt]:
+        query = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.attempt)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [attempt_from_row(row) for row in rows]
+
+    async def list_runs(
+        self,
+        *,
+        job_id: uuid.UUID | None,
+        status: RunStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Run]:
+        query = (
+            sa.select(runs).order_by(runs.c.scheduled_for.desc(), runs.c.id.desc()).limit(limit + 1)
+        )
+        if job_id is not None:
+            query = query.where(runs.c.job_id == job_id)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        if cursor is not None:
+            query = query.where(_runs_before_cursor(cursor))
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        items = [run_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(last.scheduled_for.isoformat(), str(last.id))
+        return Page(items=items, next_cursor=next_cursor)
+
+    # --- scheduler -------------------------------------------------------------
+
+    async def earliest_next_run_at(self) -> datetime | None:
+        query = sa.select(sa.func.min(jobs.c.next_run_at)).where(
+            jobs.c.status == JobStatus.ACTIVE.value
+        )
+        async with self._transaction() as connection:
+            value = (await connection.execute(query)).scalar_one_or_none()
+        return UTCDateTime().process_result_value(value, self._engine.dialect)
+
+    async def fire_due_jobs(
+        self,
+        now: datetime,
+        limit: int,
+        plan: Callable[[Job], FirePlan],
+        *,
+        published: bool,
+    ) -> list[Run]:
+        due = (
+            sa.select(jobs)
+            .where(jobs.c.status == JobStatus.ACTIVE.value, jobs.c.next_run_at <= now)
+            .order_by(jobs.c.next_run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._transaction() as connection:
+            rows = (await connection.execute(due)).mappings().all()
+            new_runs: list[dict[str, Any]] = []
+            job_changes: list[dict[str, Any]] = []
+            for row in rows:
+                job = job_from_row(row)
+                fire_plan = plan(job)
+                new_runs.extend(
+                    _new_run_values(job, at, RunTrigger.SCHEDULE, now, published)
+                    for at in fire_plan.fire_times
+                )
+                job_changes.append(_advanced_job_values(job, fire_plan, now))
+            if not rows:
+                return []
+            await connection.execute(_ADVANCE_JOB, job_changes)
+            return await self._insert_runs(connection, new_runs)
+
+    async def _insert_runs(
+        self, connection: AsyncConnection, values: list[dict[str, Any]]
+    ) -> list[Run]:
+        if not values:
+            return []
+        statement = (
+            self._insert(runs)
+            .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+            .returning(runs)
+        )
+        result = await connection.execute(statement, values)
+        return [run_from_row(row) for row in result.mappings().all()]
+
+    async def mark_published(self, run_ids: Sequence[uuid.UUID]) -> None:
+        if not run_ids:
+            return
+        async with self._transaction() as connection:
+            await connection.execute(
+                sa.update(runs)
+                .where(runs.c.id.in_(run_ids), runs.c.published_at.is_(None))
+                .values(published_at=self._now())
+            )
+
+    async def ready_run_counts(self) -> dict[str, int]:
+        query = (
+            sa.select(runs.c.queue, sa.func.count())
+            .where(runs.c.status.in_(_CLAIMABLE))
+            .group_by(runs.c.queue)
+        )
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return {queue: count for queue, count in rows}
+
+    async def rescue_expired_leases(self, limit: int) -> RescueReport:
+        expired = (
+            sa.select(runs)
+            .where(runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < self._now())
+            .order_by(runs.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._transaction() as connection:
+            rows = (await connection.execute(expired)).mappings().all()
+            report = RescueReport()
+            for row in rows:
+                run = run_from_row(row)
+                out_of_attempts = run.attempt >= run.retry.max_attempts
+                status = RunStatus.DEAD if out_of_attempts else RunStatus.RETRYING
+                rescued = await connection.execute(
+                    sa.update(runs)
+                    .where(runs.c.id == run.id)
+                    .values(
+                        status=status.value,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        not_before=self._now(),
+                        updated_at=self._now(),
+                        finished_at=self._now() if out_of_attempts else None,
+                        last_error=_LOST_LEASE_ERROR,
+                    )
+                    .returning(runs)
+                )
+                await self._end_attempt(
+                    connection,
+                    run.id,
+                    run.attempt,
+                    status=AttemptStatus.LOST,
+                    error=_LOST_LEASE_ERROR,
+                    result=None,
+                )
+                bucket = report.dead if out_of_attempts else report.requeued
+                bucket.append(run_from_row(rescued.mappings().one()))
+            return report
+
+    # --- workers ---------------------------------------------------------------
+
+    async def claim_ready_runs(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[Run]:
+        ready = (
+            sa.select(runs.c.id)
+            .where(
+                runs.c.status.in_(_CLAIMABLE),
+                runs.c.queue.in_(queues),
+                runs.c.not_before <= self._now(),
+            )
+            .order_by(runs.c.priority.desc(), runs.c.not_before, runs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return await self._claim(runs.c.id.in_(ready), worker_id, lease_seconds)
+
+    async def claim_runs(
+        self, run_ids: Sequence[uuid.UUID], worker_id: str, lease_seconds: float
+    ) -> list[Run]:
+        if not run_ids:
+            return []
+        return await self._claim(
+            sa.and_(runs.c.id.in_(run_ids), runs.c.status.in_(_CLAIMABLE)),
+            worker_id,
+            lease_seconds,
+        )
+
+    async def _claim(
+        self, condition: sa.ColumnElement[bool], worker_id: str, lease_seconds: float
+    ) -> list[Run]:
+        claim = (
+            sa.update(runs)
+            .where(condition)
+            .values(
+                status=RunStatus.RUNNING.value,
+                attempt=runs.c.attempt + 1,
+                lease_owner=worker_id,
+                lease_expires_at=self._now_plus(lease_seconds),
+                started_at=sa.func.coalesce(runs.c.started_at, self._now()),
+                updated_at=self._now(),
+            )
+            .returning(runs)
+        )
+        async with self._transaction() as connection:
+            claimed = [run_from_row(row) for row in (await connection.execute(claim)).mappings()]
+            if claimed:
+                await connection.execute(
+                    sa.insert(attempts),
+                    [
+                        {
+                            "id": new_id(),
+                            "run_id": run.id,
+                            "attempt": run.attempt,
+                            "status": AttemptStatus.RUNNING.value,
+                            "worker_id": worker_id,
+                            "started_at": run.updated_at,
+                        }
+                        for run in claimed
+                    ],
+                )
+        claimed.sort(key=lambda run: (-run.priority, run.not_before))
+        return claimed
+
+    async def renew_leases(
+        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        if not held:
+            return set()
+        renew = (
+            sa.update(runs)
+            .where(
+                # Fenced in SQL: a stale attempt's heartbeat must not extend the current lease.
+                sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
+                runs.c.lease_owner == worker_id,
+                runs.c.status == RunStatus.RUNNING.value,
+            )
+            .values(lease_expires_at=self._now_plus(lease_seconds))
+            .returning(runs.c.id)
+        )
+        async with self._transaction() as connection:
+            renewed = (await connection.execute(renew)).scalars().all()
+        return set(renewed)
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        accepted: list[bool] = []
+        async with self._transaction() as connection:
+            for outcome in outcomes:
+                accepted.append(await self._finish_attempt(connection, outcome))
+        return accepted
+
+    async def _finish_attempt(self, connection: AsyncConnection, outcome: AttemptOutcome) -> bool:
+        final = outcome.run_status.is_final
+        values: dict[str, Any] = {
+            "status": outcome.run_status.value,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": self._now(),
+            "finished_at": self._now() if final else None,
+            "last_error": outcome.error,
+            "result": outcome.result,
+        }
+        if outcome.retry_at is not None:
+            values["not_before"] = outcome.retry_at
+        fenced = (
+            sa.update(runs)
+            .where(
+                runs.c.id == outcome.run_id,
+                runs.c.attempt == outcome.attempt,
+                runs.c.lease_owner == outcome.worker_id,
+                runs.c.status == RunStatus.RUNNING.value,
+            )
+            .values(values)
+        )
+        if (await connection.execute(fenced)).rowcount != 1:
+            return False
+        await self._end_attempt(
+            connection,
+            outcome.run_id,
+            outcome.attempt,
+            status=outcome.attempt_status,
+            error=outcome.error,
+            result=outcome.result,
+        )
+        return True
+
+    async def _end_attempt(
+        self,
+        connection: AsyncConnection,
+        run_id: uuid.UUID,
+        attempt: int,
+        *,
+        status: AttemptStatus,
+        error: str | None,
+        result: dict[str, Any] | None,
+    ) -> None:
+        await connection.execute(
+            sa.update(attempts)
+            .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
+            .values(status=status.value, finished_at=self._now(), error=error, result=result)
+        )
+
+
+_ADVANCE_JOB = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_id"))
+    .values(
+        next_run_at=sa.bindparam("new_next_run_at"),
+        status=sa.bindparam("new_status"),
+        last_fired_at=sa.bindparam("new_last_fired_at"),
+        updated_at=sa.bindparam("new_updated_at"),
+    )
+)
+
+
+def _advanced_job_values(job: Job, plan: FirePlan, now: datetime) -> dict[str, Any]:
+    status = JobStatus.ACTIVE if plan.next_run_at is not None else JobStatus.COMPLETED
+    return {
+        "job_id": job.id,
+        "new_next_run_at": plan.next_run_at,
+        "new_status": status.value,
+        "new_last_fired_at": max(plan.fire_times, default=job.last_fired_at),
+        "new_updated_at": now,
+    }
+
+
+def _new_run_values(
+    job: Job, scheduled_for: datetime, trigger: RunTrigger, now: datetime, published: bool
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "job_id": job.id,
+        "job_type": job.type,
+        "queue": job.queue,
+        "priority": job.priority,
+        "payload": job.payload,
+        "timeout_seconds": job.timeout_seconds,
+        "retry": job.retry.to_json(),
+        "scheduled_for": scheduled_for,
+        "trigger": trigger.value,
+        "status": RunStatus.QUEUED.value,
+        "attempt": 0,
+        "not_before": scheduled_for,
+        "published_at": now if published else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _uuid_from_cursor(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as error:
+        raise InvalidInputError("cursor", "not a cursor returned by this API") from error
+
+
+def _runs_before_cursor(cursor: str) -> sa.ColumnElement[bool]:
+    scheduled_text, run_id_text = decode_cursor(cursor, 2)
+    try:
+        scheduled_for = datetime.fromisoformat(str(scheduled_text))
+    except ValueError as error:
+        raise InvalidInputError("cursor", "not a cursor returned by this API") from error
+    if scheduled_for.tzinfo is None:  # ours always carry an offset; a naive one cannot be bound
+        raise InvalidInputError("cursor", "not a cursor returned by this API")
+    run_id = _uuid_from_cursor(run_id_text)
+    return sa.or_(
+        runs.c.scheduled_for < scheduled_for,
+        sa.and_(runs.c.scheduled_for == scheduled_for, runs.c.id < run_id),
+    )

@@ -1,0 +1,142 @@
+"""The tables, declared once for both PostgreSQL and SQLite.
+
+Alembic migrations create exactly this schema (a test compares them). Timestamps
+are always UTC: ``UTCDateTime`` stores aware datetimes on PostgreSQL and naive
+UTC text on SQLite, which sorts and compares correctly as text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware UTC datetime in Python, whatever the database keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; attach a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text, as in some aggregate results
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=True, unique=True),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("schedule", sa.String(200), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("run_at", UTCDateTime(), nullable=True),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("timeout_seconds", sa.Float(), nullable=True),
+    sa.Column("retry", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("next_run_at", UTCDateTime(), nullable=True),
+    sa.Column("schedule_anchor_at", UTCDateTime(), nullable=False),
+    sa.Column("last_fired_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The scheduler's hot query: due active jobs by time. Partial, so a tick costs O(due jobs).
+    sa.Index(
+        "ix_jobs_due",
+        "next_run_at",
+        postgresql_where=sa.text("status = 'active'"),
+        sqlite_where=sa.text("status = 'active'"),
+    ),
+    sa.Index("ix_jobs_type", "type"),
+    sa.Index("ix_jobs_queue", "queue"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_type", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("timeout_seconds", sa.Float(), nullable=True),
+    sa.Column("retry", Json, nullable=False),
+    sa.Column("scheduled_for", UTCDateTime(), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("not_before", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("published_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("result", Json, nullable=True),
+    # Guarantee 1's last line of defence: a fire time becomes at most one run.
+    sa.UniqueConstraint("job_id", "scheduled_for"),
+    # Workers' claim query on the database queue: ready runs per queue by priority.
+    sa.Index(
+        "ix_runs_ready",
+        "queue",
+        "priority",
+        "not_before",
+        postgresql_where=sa.text("status IN ('queued', 'retrying')"),
+        sqlite_where=sa.text("status IN ('queued', 'retrying')"),
+    ),
+    sa.Index(
+        "ix_runs_leased",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
+    sa.Index("ix_runs_status", "status"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("run_id", sa.Uuid(), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("worker_id", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("result", Json, nullable=True),
+    sa.UniqueConstraint("run_id", "attempt"),
+)

@@ -1,0 +1,28 @@
+"""Handlers the end-to-end tests load into real workers with ``--import``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import jobsched
+
+
+@jobsched.handler("flaky")
+async def flaky(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Fails until attempt ``payload["succeed_on_attempt"]``."""
+    if context.attempt < payload["succeed_on_attempt"]:
+        raise RuntimeError(f"planned failure on attempt {context.attempt}")
+    return {"succeeded_on_attempt": context.attempt}
+
+
+@jobsched.handler("always_fails")
+def always_fails(payload: dict[str, Any], context: Any) -> None:
+    raise ValueError("this handler always fails")
+
+
+@jobsched.handler("sleepy")
+async def sleepy(payload: dict[str, Any], context: Any) -> None:
+    """Sleeps past its timeout on the first attempt only."""
+    if context.attempt == 1:
+        await asyncio.sleep(payload["sleep_seconds"])

@@ -1,0 +1,178 @@
+"""The built-in ``http`` handler, run by a real worker against a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from jobsched.core.models import AttemptStatus, JobSpec, Run, RunStatus
+from jobsched.storage.base import Storage
+from jobsched.storage.database import SQLStorage
+from jobsched.worker.registry import HandlerRegistry
+from tests.helpers import create_due_run, wait_until
+from tests.integration.worker.conftest import FAST_RETRY, StartWorker
+from tests.integration.worker.local_http_server import LocalHttpServer, ReceivedRequest
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[LocalHttpServer]:
+    server = LocalHttpServer()
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def final_run(storage: Storage, run_id: uuid.UUID) -> Run | None:
+    run = await storage.get_run(run_id)
+    return run if run.status.is_final else None
+
+
+def http_job(payload: dict[str, Any], **fields: Any) -> JobSpec:
+    fields.setdefault("retry", FAST_RETRY)
+    return JobSpec(type="http", payload=payload, **fields)
+
+
+async def test_2xx_succeeds_and_every_request_names_its_run(
+    storage: SQLStorage, start_worker: StartWorker, http_server: LocalHttpServer
+) -> None:
+    http_server.respond = lambda request: (200, b"hello")
+    payload = {"url": http_server.url("/hook?token=abc"), "headers": {"X-Custom": "yes"}}
+    run = await create_due_run(storage, http_job(payload))
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert done.status is RunStatus.SUCCEEDED
+    assert done.result == {"status_code": 200, "body": "hello"}
+    (request,) = http_server.requests
+    assert (request.method, request.target) == ("GET", "/hook?token=abc")
+    assert request.headers["x-custom"] == "yes"
+    assert request.headers["jobsched-run-id"] == str(run.id)
+    assert request.headers["jobsched-attempt"] == "1"
+    scheduled_for = request.headers["jobsched-scheduled-for"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", scheduled_for)
+    assert scheduled_for == run.scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_json_body_is_sent_as_application_json(
+    storage: SQLStorage, start_worker: StartWorker, http_server: LocalHttpServer
+) -> None:
+    body = {"user": 42, "tags": ["a", "b"], "note": "café"}
+    run = await create_due_run(
+        storage, http_job({"url": http_server.url("/users"), "method": "post", "body": body})
+    )
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert done.status is RunStatus.SUCCEEDED
+    (request,) = http_server.requests
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == body
+
+
+async def test_string_body_is_sent_as_given(
+    storage: SQLStorage, start_worker: StartWorker, http_server: LocalHttpServer
+) -> None:
+    payload = {
+        "url": http_server.url("/text"),
+        "method": "PUT",
+        "headers": {"Content-Type": "text/plain"},
+        "body": "plain words",
+    }
+    run = await create_due_run(storage, http_job(payload))
+    await start_worker(HandlerRegistry())
+
+    await wait_until(lambda: final_run(storage, run.id))
+    (request,) = http_server.requests
+    assert (request.method, request.body) == ("PUT", b"plain words")
+    assert request.headers["content-type"] == "text/plain"
+
+
+async def test_recorded_response_body_is_bounded(
+    storage: SQLStorage, start_worker: StartWorker, http_server: LocalHttpServer
+) -> None:
+    http_server.respond = lambda request: (200, b"0123456789abcdefXYZ" * 1000)
+    run = await create_due_run(storage, http_job({"url": http_server.url()}))
+    await start_worker(HandlerRegistry(), http_response_bytes_max=16)
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert done.result == {"status_code": 200, "body": "0123456789abcdef"}
+
+
+async def test_server_error_fails_the_attempt_and_is_retried(
+    storage: SQLStorage, start_worker: StartWorker, http_server: LocalHttpServer
+) -> None:
+    def first_fails(request: ReceivedRequest) -> tuple[int, bytes]:
+        if request.headers["jobsched-attempt"] == "1":
+            return 500, b"database exploded"
+        return 201, b"created"
+
+    http_server.respond = first_fails
+    run = await create_due_run(storage, http_job({"url": http_server.url("/hook?token=secret")}))
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 2)
+    assert done.result == {"status_code": 201, "body": "created"}
+    first, second = await storage.list_attempts(run.id)
+    assert first.status is AttemptStatus.FAILED
+    assert first.error is not None
+    assert "HTTP 500" in first.error
+    assert "database exploded" in first.error
+    assert "secret" not in first.error  # query strings often carry credentials
+    assert second.status is AttemptStatus.SUCCEEDED
+    assert [r.headers["jobsched-attempt"] for r in http_server.requests] == ["1", "2"]
+    assert {r.headers["jobsched-run-id"] for r in http_server.requests} == {str(run.id)}
+
+
+async def test_unreachable_server_fails_retryably(
+    storage: SQLStorage, start_worker: StartWorker
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = await create_due_run(
+        storage,
+        http_job({"url": f"http://127.0.0.1:{port}/"}, retry=replace(FAST_RETRY, max_attempts=2)),
+    )
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert (done.status, done.attempt) == (RunStatus.DEAD, 2)
+    assert done.last_error is not None
+    assert done.last_error.startswith(f"HttpRequestError: GET http://127.0.0.1:{port}/: Connect")
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected_error"),
+    [
+        ({}, "InvalidPayloadError: payload.url: is required"),
+        ({"url": "ftp://127.0.0.1/file"}, "payload.url: must be an http or https URL"),
+        ({"url": "http://127.0.0.1:1/", "method": "BREW"}, "payload.method: must be one of"),
+        (
+            {"url": "http://127.0.0.1:1/", "headers": {"X": 1}},
+            "payload.headers.X: must be a string",
+        ),
+    ],
+)
+async def test_invalid_payload_ends_dead_without_retry(
+    storage: SQLStorage,
+    start_worker: StartWorker,
+    payload: dict[str, Any],
+    expected_error: str,
+) -> None:
+    run = await create_due_run(storage, http_job(payload))
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert (done.status, done.attempt) == (RunStatus.DEAD, 1)
+    assert done.last_error is not None
+    assert expected_error in done.last_error
+    assert [a.status for a in await storage.list_attempts(run.id)] == [AttemptStatus.FAILED]

@@ -1,0 +1,128 @@
+"""Validation of ``http`` payloads and the Jobsched-* request headers (no network)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from jobsched.worker.context import RunContext
+from jobsched.worker.errors import InvalidPayloadError, NonRetryableError
+from jobsched.worker.handlers.http import (
+    format_rfc3339_utc,
+    jobsched_headers,
+    parse_http_payload,
+)
+
+
+def parse(payload: dict[str, Any]) -> Any:
+    return parse_http_payload(payload, default_timeout_seconds=30)
+
+
+def test_minimal_payload_gets_the_defaults() -> None:
+    request = parse_http_payload({"url": "https://example.com/hook"}, default_timeout_seconds=12)
+    assert (request.url, request.method, request.headers) == ("https://example.com/hook", "GET", {})
+    assert (request.content, request.timeout_seconds) == (None, 12.0)
+
+
+def test_full_payload() -> None:
+    request = parse(
+        {
+            "url": "http://example.com/x?a=1",
+            "method": "patch",
+            "headers": {"Authorization": "Bearer t"},
+            "body": "raw",
+            "timeout_seconds": 2.5,
+        }
+    )
+    assert (request.method, request.content, request.timeout_seconds) == ("PATCH", b"raw", 2.5)
+    assert request.headers == {"Authorization": "Bearer t"}
+
+
+@pytest.mark.parametrize("body", [{"a": [1, None]}, [1, 2], 3, True])
+def test_json_bodies_are_encoded_with_their_content_type(body: object) -> None:
+    request = parse({"url": "http://example.com", "method": "POST", "body": body})
+    assert request.content is not None
+    assert json.loads(request.content) == body
+    assert request.headers["Content-Type"] == "application/json"
+
+
+def test_a_chosen_content_type_is_kept() -> None:
+    request = parse(
+        {"url": "http://e.com", "headers": {"content-type": "application/vnd+json"}, "body": {}}
+    )
+    assert request.headers == {"content-type": "application/vnd+json"}
+
+
+def test_null_body_sends_nothing() -> None:
+    assert parse({"url": "http://e.com", "body": None}).content is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({}, "url", "is required"),
+        ({"url": ""}, "url", "non-empty"),
+        ({"url": 42}, "url", "non-empty string"),
+        ({"url": "ftp://example.com"}, "url", "http or https"),
+        ({"url": "example.com/path"}, "url", "http or https"),
+        ({"url": "http://"}, "url", "has no host"),
+        ({"url": "http://[::1"}, "url", "not a valid URL"),
+        ({"url": "http://exa mple.com"}, "url", "spaces"),
+        ({"url": "http://e.com:99999/"}, "url", "port out of range"),
+        ({"url": "http://e.com", "method": "BREW"}, "method", "must be one of"),
+        ({"url": "http://e.com", "method": 1}, "method", "must be one of"),
+        ({"url": "http://e.com", "headers": []}, "headers", "object"),
+        ({"url": "http://e.com", "headers": {"X": 1}}, "headers.X", "string"),
+        ({"url": "http://e.com", "headers": {"Bad Name": "v"}}, "headers.Bad Name", "name"),
+        ({"url": "http://e.com", "headers": {"X": "a\r\nInjected: 1"}}, "headers.X", "line"),
+        ({"url": "http://e.com", "headers": {"X": "café"}}, "headers.X", "ASCII"),
+        ({"url": "http://e.com", "timeout_seconds": 0}, "timeout_seconds", "greater than 0"),
+        ({"url": "http://e.com", "timeout_seconds": True}, "timeout_seconds", "number"),
+        ({"url": "http://e.com", "timeout_seconds": "5"}, "timeout_seconds", "number"),
+        ({"url": "http://e.com", "json": {}}, "json", "unknown key"),
+    ],
+)
+def test_bad_payloads_name_the_key_at_fault(
+    payload: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(InvalidPayloadError, match=message) as raised:
+        parse(payload)
+    assert raised.value.field == field
+    assert str(raised.value).startswith(f"payload.{field}: ")
+    assert isinstance(raised.value, NonRetryableError)  # so the run is not retried
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (datetime(2026, 11, 27, 3, 0, tzinfo=UTC), "2026-11-27T03:00:00Z"),
+        (datetime(2026, 11, 27, 4, 0, tzinfo=timezone(timedelta(hours=1))), "2026-11-27T03:00:00Z"),
+        (datetime(2026, 11, 27, 3, 0, 0, 250000, tzinfo=UTC), "2026-11-27T03:00:00.250000Z"),
+    ],
+)
+def test_rfc3339_utc(moment: datetime, expected: str) -> None:
+    assert format_rfc3339_utc(moment) == expected
+
+
+def test_jobsched_headers_name_the_attempt() -> None:
+    run_id = uuid.uuid4()
+    context = RunContext(
+        run_id=run_id,
+        job_id=uuid.uuid4(),
+        attempt=2,
+        scheduled_for=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
+        type="http",
+        queue="default",
+        timeout_seconds=None,
+        logger=logging.LoggerAdapter(logging.getLogger("test")),
+    )
+    assert jobsched_headers(context) == {
+        "Jobsched-Run-Id": str(run_id),
+        "Jobsched-Attempt": "2",
+        "Jobsched-Scheduled-For": "2026-11-27T03:00:00Z",
+    }
