@@ -40,11 +40,15 @@ def _answers(host: str, port: int) -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = [f"{name} ({host}:{port})" for name, (host, port) in SERVICES.items()
-               if not _answers(host, port)]
+    missing = [
+        f"{name} ({host}:{port})"
+        for name, (host, port) in SERVICES.items()
+        if not _answers(host, port)
+    ]
     if missing:
         pytest.exit(
-            "services not answering: " + ", ".join(missing)
+            "services not answering: "
+            + ", ".join(missing)
             + " — run `make services` (or `make test`, which starts them)",
             returncode=3,
         )

@@ -40,7 +40,7 @@ def hook_server(status_code: int = 200) -> Iterator[HookServer]:
 
         do_GET = do_POST = _answer  # noqa: N815 - names http.server dispatches on
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        def log_message(self, format: str, *args: object) -> None:
             """Quiet: the test asserts on recorded requests instead."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

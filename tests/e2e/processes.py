@@ -24,9 +24,7 @@ def free_port() -> int:
         return port
 
 
-def wait_until(
-    predicate: Callable[[], object], *, timeout_seconds: float, message: str
-) -> None:
+def wait_until(predicate: Callable[[], object], *, timeout_seconds: float, message: str) -> None:
     """Poll ``predicate`` until it is truthy; fail with ``message`` at the deadline."""
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:

@@ -9,6 +9,7 @@ on SQLite.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import uuid
@@ -62,7 +63,7 @@ def _check_runs_and_calls(api: str, job_id: object, hook: HookServer) -> None:
     wait_until(lambda: len(succeeded_runs()) >= 3, timeout_seconds=15, message="3 succeeded runs")
     runs = {run["id"]: run for run in succeeded_runs()}
     fire_times = sorted(datetime.fromisoformat(run["scheduled_for"]) for run in runs.values())
-    gaps = {later - earlier for earlier, later in zip(fire_times, fire_times[1:], strict=False)}
+    gaps = {later - earlier for earlier, later in itertools.pairwise(fire_times)}
     assert gaps == {timedelta(seconds=2)}
 
     calls = [call for call in hook.received() if call["Jobsched-Run-Id"] in runs]
@@ -200,7 +201,12 @@ def _check_retries(api: str) -> None:
 
     sleepy = _one_time_job_run(
         api,
-        {"type": "sleepy", "payload": {"sleep_seconds": 30}, "timeout_seconds": 0.5, "retry": retry},
+        {
+            "type": "sleepy",
+            "payload": {"sleep_seconds": 30},
+            "timeout_seconds": 0.5,
+            "retry": retry,
+        },
     )
     assert sleepy["status"] == "succeeded"
     assert isinstance(sleepy["attempts"], list)

@@ -50,12 +50,14 @@ def preview_fire_times(schedule: Schedule, after: datetime, count: int) -> list[
     """Return the next ``count`` fire times strictly after ``after``, in UTC, strictly increasing.
 
     The list is shorter than ``count`` only when the schedule runs out of
-    representable fire times. ``count`` must not be negative (``ValueError``).
+    representable fire times. ``after`` must be aware and ``count`` must not
+    be negative; otherwise ``ValueError``.
     """
+    ensure_aware(after, "after")
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}")
     fire_times: list[datetime] = []
-    cursor = after.astimezone(UTC) if after.utcoffset() is not None else after
+    cursor = after.astimezone(UTC)
     while len(fire_times) < count:
         fire_time = schedule.next_fire_after(cursor)
         if fire_time is None:

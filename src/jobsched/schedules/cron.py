@@ -97,8 +97,11 @@ class CronSchedule:
     def _first_real_instant_matching_after(
         self, wall_after: datetime, after: datetime
     ) -> datetime | None:
-        """The earliest instant later than ``after`` whose matching wall time is later than
-        ``wall_after``, skipping wall times that fall in a gap."""
+        """Among matching wall times later than ``wall_after``, the first instant after ``after``.
+
+        Wall times in a gap name no instant and are skipped; a repeated wall
+        time offers its first occurrence, or its second if the first is past.
+        """
         search_from = wall_after
         while (wall := self._next_matching_wall_time(search_from)) is not None:
             instants = instants_of_wall_time(wall, self.timezone)

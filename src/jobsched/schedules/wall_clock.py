@@ -70,12 +70,13 @@ def wall_time_of(instant: datetime, zone: ZoneInfo) -> datetime:
 def _first_instant_with_new_offset(earlier: datetime, later: datetime, zone: ZoneInfo) -> datetime:
     # Invariant: `low` has the old offset and `high` does not; exactly one
     # change lies between them, because callers pass instants at most one
-    # gap or repeated period apart.
+    # gap or repeated period apart. Both ends are whole seconds, so the
+    # midpoint always moves and the loop ends after about log2(gap seconds) steps.
     low = earlier.replace(microsecond=0)
-    high = later
+    high = later.replace(microsecond=0)
     old_offset = _offset(low.astimezone(zone))
-    while high - low > _ONE_SECOND:
-        middle = low + _ONE_SECOND * ((high - low) // _ONE_SECOND // 2)
+    while (span_seconds := (high - low) // _ONE_SECOND) > 1:
+        middle = low + timedelta(seconds=span_seconds // 2)
         if _offset(middle.astimezone(zone)) == old_offset:
             low = middle
         else:

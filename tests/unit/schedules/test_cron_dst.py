@@ -178,10 +178,13 @@ def test_fall_back_table(
     assert offsets == [timedelta(hours=hours) for hours in expected_utc_offsets_hours]
 
 
-def test_restarting_inside_the_second_pass_never_goes_back_in_time() -> None:
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("microsecond", [0, 1, 999_999])
+def test_restarting_inside_the_second_pass_never_goes_back_in_time(microsecond: int) -> None:
     # cronsim alone answers 01:45 EDT here, which is before `after`.
     schedule = parse_schedule("45 1 * * *", "America/New_York")
     after = local("America/New_York", date(2024, 11, 3), 1, 40, fold=1)
+    after += timedelta(microseconds=microsecond)
 
     assert schedule.next_fire_after(after) == local("America/New_York", date(2024, 11, 4), 1, 45)
 

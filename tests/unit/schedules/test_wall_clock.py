@@ -75,3 +75,17 @@ def test_repeated_period_bounds(
     wall: datetime, zone: ZoneInfo, period: tuple[datetime, datetime]
 ) -> None:
     assert repeated_period(wall, zone) == period
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("microsecond", [1, 500_000, 999_999])
+def test_sub_second_wall_times_are_handled(microsecond: int) -> None:
+    # Regression: bisection between a floored and an unfloored end never finished.
+    repeated = datetime(2024, 11, 3, 1, 10, 0, microsecond)
+    skipped = datetime(2024, 3, 10, 2, 10, 0, microsecond)
+
+    assert repeated_period(repeated, NEW_YORK) == (
+        datetime(2024, 11, 3, 1, 0),
+        datetime(2024, 11, 3, 2, 0),
+    )
+    assert end_of_gap(skipped, NEW_YORK) == datetime(2024, 3, 10, 7, 0, tzinfo=UTC)
