@@ -102,7 +102,7 @@ async def _open_backends(
     stack.push_async_callback(storage.close)
     if check_schema:
         await storage.check_schema()
-    queue = create_queue(settings.queue.url, storage)
+    queue = create_queue(settings.queue, storage, prefetch_count=settings.worker.concurrency)
     stack.push_async_callback(queue.close)
     return storage, queue
 

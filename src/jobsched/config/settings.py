@@ -37,9 +37,23 @@ class DatabaseSettings(Section):
 
 
 class QueueSettings(Section):
-    # None (or a postgresql:// / sqlite:// URL) means the database itself is the queue.
+    # None (or a postgresql:// / sqlite:// URL) means the database itself is the queue;
+    # redis://... selects Redis Streams, amqp://... RabbitMQ.
     url: str | None = None
     poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    # Prefix of every Redis key and RabbitMQ queue/exchange name, so several
+    # deployments (or test runs) can share one broker.
+    namespace: str = Field(default="jobsched", min_length=1, max_length=100)
+    # Redis: a delivery held this long by a consumer that never acknowledged it
+    # (its worker died) is claimed by another consumer.
+    redis_reclaim_idle_seconds: float = Field(default=60.0, gt=0)
+    # Redis: approximate cap on each stream's length; only acknowledged entries are trimmed.
+    redis_stream_max_length: int = Field(default=100_000, ge=1000)
+    # RabbitMQ: "classic" queues with x-max-priority, or "quorum" queues; "auto"
+    # picks quorum on servers whose quorum queues honour priorities (4.0+).
+    rabbitmq_queue_type: Literal["auto", "classic", "quorum"] = "auto"
+    # Reconnection backoff after a broker outage (doubles up to this cap).
+    reconnect_backoff_max_seconds: float = Field(default=5.0, gt=0)
 
 
 class CacheSettings(Section):
@@ -63,6 +77,9 @@ class SchedulerSettings(Section):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     max_sleep_seconds: float = Field(default=1.0, gt=0, le=60)
     rescue_interval_seconds: float = Field(default=5.0, gt=0)
+    # How often committed-but-unpublished runs (new, retries due, rescued) are
+    # published when the queue is a broker.
+    outbox_interval_seconds: float = Field(default=0.1, gt=0)
 
 
 class WorkerSettings(Section):

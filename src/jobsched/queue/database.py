@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from datetime import datetime
 
 from jobsched.core.models import Run
 from jobsched.storage.base import Storage
@@ -51,8 +50,12 @@ class DatabaseQueue:
     async def ack(self, runs: Sequence[Run]) -> None:
         """Nothing to do: the committed outcome already took the run off the queue."""
 
-    async def retry_later(self, run: Run, not_before: datetime) -> None:
-        """Nothing to do: the run's committed ``not_before`` keeps it from being claimed early."""
+    async def dead_letter(self, runs: Sequence[Run]) -> None:
+        """Nothing to do: the run stays in the runs table as ``dead``, kept for inspection."""
+
+    async def lost_messages_since_last_check(self) -> bool:
+        """Never: the runs table is the queue."""
+        return False
 
     async def depth(self) -> dict[str, int]:
         return await self._storage.ready_run_counts()

@@ -6,6 +6,13 @@ advance ``next_run_at``) and publishes what it created. Between ticks it sleeps
 until the earliest ``next_run_at``, at most ``max_sleep_seconds`` (so jobs
 created meanwhile are seen), or until ``wake()``. Housekeeping rescues runs whose
 worker lease expired.
+
+With a broker queue, publishing goes through the transactional outbox: runs are
+committed unpublished and ``Storage.publish_pending`` hands them to the broker and
+marks them published only once it took them. The same sweep, repeated every
+``outbox_interval_seconds``, publishes retries whose delay has passed and runs
+rescued from dead workers, and republishes everything still waiting when the
+broker reports it lost its messages.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +36,10 @@ from jobsched.storage.base import Storage
 logger = logging.getLogger("jobsched.scheduler")
 
 _ERROR_BACKOFF_MAX_SECONDS = 5.0
+# Fault injection for the outbox test: exit right after committing runs, before
+# publishing them. Only the test suite sets it.
+CRASH_BEFORE_PUBLISH_VARIABLE = "JOBSCHED_TEST_CRASH_BEFORE_PUBLISH"
+CRASH_BEFORE_PUBLISH_EXIT_CODE = 86
 
 
 class Scheduler:
@@ -49,8 +61,21 @@ class Scheduler:
 
     async def run(self) -> None:
         """Tick until ``request_stop``; database and queue outages are logged and retried."""
-        error_backoff_seconds = 0.1
         logger.info("scheduler started")
+        if self._queue.commits_are_publishes:
+            await self._fire_loop()
+        else:
+            outbox = asyncio.create_task(self._outbox_loop())
+            try:
+                await self._fire_loop()
+            finally:
+                outbox.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await outbox
+        logger.info("scheduler stopped")
+
+    async def _fire_loop(self) -> None:
+        error_backoff_seconds = 0.1
         while not self._stopping.is_set():
             try:
                 fired = await self.tick()
@@ -63,7 +88,33 @@ class Scheduler:
                 continue
             if fired < self._settings.batch_size:
                 await self._sleep(await self._seconds_until_next_fire())
-        logger.info("scheduler stopped")
+
+    async def _outbox_loop(self) -> None:
+        error_backoff_seconds = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self.sweep_outbox()
+                error_backoff_seconds = 0.1
+                delay = self._settings.outbox_interval_seconds
+            except JobschedError as error:
+                logger.warning("publishing runs failed, retrying: %s", error)
+                delay = error_backoff_seconds
+                error_backoff_seconds = min(error_backoff_seconds * 2, _ERROR_BACKOFF_MAX_SECONDS)
+            await asyncio.sleep(delay)
+
+    async def sweep_outbox(self) -> int:
+        """Publish every committed, unpublished, due run; return how many."""
+        if await self._queue.lost_messages_since_last_check():
+            lost = await self._storage.mark_waiting_unpublished()
+            logger.warning("the broker lost its messages; republishing %d waiting runs", lost)
+        published = 0
+        while True:
+            count = await self._storage.publish_pending(
+                self._settings.batch_size, self._queue.publish
+            )
+            published += count
+            if count < self._settings.batch_size:
+                return published
 
     async def tick(self) -> int:
         """Fire every job due now (in batches); return how many runs were created."""
@@ -77,15 +128,15 @@ class Scheduler:
             now, self._settings.batch_size, plan, published=self._queue.commits_are_publishes
         )
         if runs:
-            await self._publish(runs)
+            if os.environ.get(CRASH_BEFORE_PUBLISH_VARIABLE) == "1":
+                os._exit(CRASH_BEFORE_PUBLISH_EXIT_CODE)
+            if self._queue.commits_are_publishes:
+                await self._queue.publish(runs)
+            else:
+                await self.sweep_outbox()
             self._observe(runs, now)
         metrics.SCHEDULER_TICK_SECONDS.observe(time.perf_counter() - started)
         return len(runs)
-
-    async def _publish(self, runs: Sequence[Run]) -> None:
-        await self._queue.publish(runs)
-        if not self._queue.commits_are_publishes:
-            await self._storage.mark_published([run.id for run in runs])
 
     @staticmethod
     def _observe(runs: Sequence[Run], now: datetime) -> None:
@@ -98,8 +149,9 @@ class Scheduler:
             return
         self._next_rescue_monotonic = time.monotonic() + self._settings.rescue_interval_seconds
         report = await self._storage.rescue_expired_leases(self._settings.batch_size)
-        if report.requeued:
-            await self._publish(report.requeued)
+        if report.requeued and self._queue.commits_are_publishes:
+            await self._queue.publish(report.requeued)
+        # With a broker, rescued runs are unpublished again and the outbox sends them.
         metrics.RUNS_RESCUED.labels(outcome="requeued").inc(len(report.requeued))
         metrics.RUNS_RESCUED.labels(outcome="dead").inc(len(report.dead))
         if report.requeued or report.dead:

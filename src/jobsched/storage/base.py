@@ -9,7 +9,7 @@ cannot shorten or stretch a lease.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -141,6 +141,20 @@ class Storage(Protocol):
         """
 
     async def mark_published(self, run_ids: Sequence[uuid.UUID]) -> None: ...
+
+    async def publish_pending(
+        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+    ) -> int:
+        """The outbox sweep: publish up to ``limit`` committed, unpublished, due runs.
+
+        Runs ``queued``/``retrying`` with no ``published_at`` and ``not_before <= now``
+        are locked (SKIP LOCKED: replicas share the sweep), passed to ``publish``, and
+        marked published in the same transaction only if ``publish`` returned. Returns
+        how many were published.
+        """
+
+    async def mark_waiting_unpublished(self) -> int:
+        """Mark every ``queued``/``retrying`` run unpublished (the broker lost its messages)."""
 
     async def ready_run_counts(self) -> dict[str, int]:
         """Runs ``queued`` or ``retrying`` per queue name."""

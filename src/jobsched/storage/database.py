@@ -10,7 +10,7 @@ helpers ``_now`` / ``_now_plus`` and ``_insert``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -366,6 +366,43 @@ class SQLStorage:
                 .values(published_at=self._now())
             )
 
+    async def publish_pending(
+        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+    ) -> int:
+        pending = (
+            sa.select(runs)
+            .where(
+                runs.c.published_at.is_(None),
+                runs.c.status.in_(_CLAIMABLE),
+                runs.c.not_before <= self._now(),
+            )
+            .order_by(runs.c.not_before)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._transaction() as connection:
+            batch = [run_from_row(row) for row in (await connection.execute(pending)).mappings()]
+            if not batch:
+                return 0
+            # Inside the transaction: the rows stay locked while the broker takes them,
+            # so replicas do not publish the same runs; if publish raises, nothing is marked.
+            await publish(batch)
+            await connection.execute(
+                sa.update(runs)
+                .where(runs.c.id.in_([run.id for run in batch]))
+                .values(published_at=self._now())
+            )
+        return len(batch)
+
+    async def mark_waiting_unpublished(self) -> int:
+        statement = (
+            sa.update(runs)
+            .where(runs.c.status.in_(_CLAIMABLE), runs.c.published_at.is_not(None))
+            .values(published_at=None)
+        )
+        async with self._transaction() as connection:
+            return (await connection.execute(statement)).rowcount
+
     async def ready_run_counts(self) -> dict[str, int]:
         query = (
             sa.select(runs.c.queue, sa.func.count())
@@ -402,6 +439,8 @@ class SQLStorage:
                         updated_at=self._now(),
                         finished_at=self._now() if out_of_attempts else None,
                         last_error=_LOST_LEASE_ERROR,
+                        # Back through the outbox: the broker's delivery of it is spent.
+                        published_at=None,
                     )
                     .returning(runs)
                 )
@@ -522,6 +561,8 @@ class SQLStorage:
         }
         if outcome.retry_at is not None:
             values["not_before"] = outcome.retry_at
+            # The outbox publishes the retry once ``not_before`` has come.
+            values["published_at"] = None
         fenced = (
             sa.update(runs)
             .where(

@@ -117,6 +117,13 @@ runs = sa.Table(
         postgresql_where=sa.text("status IN ('queued', 'retrying')"),
         sqlite_where=sa.text("status IN ('queued', 'retrying')"),
     ),
+    # The outbox sweep: committed runs not yet handed to the broker.
+    sa.Index(
+        "ix_runs_outbox",
+        "not_before",
+        postgresql_where=sa.text("published_at IS NULL AND status IN ('queued', 'retrying')"),
+        sqlite_where=sa.text("published_at IS NULL AND status IN ('queued', 'retrying')"),
+    ),
     sa.Index(
         "ix_runs_leased",
         "lease_expires_at",

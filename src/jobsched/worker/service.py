@@ -266,14 +266,15 @@ class Worker:
         _log_attempt_end(run, outcome, duration_seconds, accepted=accepted)
         if accepted:
             _count_outcome(run, outcome)
-            if outcome.retry_at is not None:
-                await self._queue_call(
-                    "retry_later", self._queue.retry_later(run, outcome.retry_at)
-                )
         else:
             OUTCOMES_REFUSED.inc()
-        # Refused too: the run was rescued and published again, this delivery is stale.
-        await self._queue_call("ack", self._queue.ack([run]))
+        if accepted and outcome.run_status is RunStatus.DEAD:
+            await self._queue_call("dead_letter", self._queue.dead_letter([run]))
+        else:
+            # A retry is published again by the outbox once its delay has passed; a
+            # refused outcome means the run was rescued and republished: either way
+            # this delivery is spent.
+            await self._queue_call("ack", self._queue.ack([run]))
 
     def outcome_for(self, run: Run, ending: HandlerEnding) -> AttemptOutcome:
         """The outcome of ``run``'s current attempt: success, a retry by policy, or dead."""
