@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import jobsched
@@ -26,3 +27,13 @@ async def sleepy(payload: dict[str, Any], context: Any) -> None:
     """Sleeps past its timeout on the first attempt only."""
     if context.attempt == 1:
         await asyncio.sleep(payload["sleep_seconds"])
+
+
+@jobsched.handler("short_sleep")
+async def short_sleep(payload: dict[str, Any], context: Any) -> None:
+    """Sleeps a few milliseconds (between ``payload["min_seconds"]`` and ``["max_seconds"]``).
+
+    Long enough that a worker killed at a random moment is caught mid-run, short
+    enough that thousands of runs pass through a few workers in seconds.
+    """
+    await asyncio.sleep(random.uniform(payload["min_seconds"], payload["max_seconds"]))  # noqa: S311 - not security

@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.e2e.hook_server import HookServer, hook_server
 from tests.e2e.processes import JOBSCHED, JobschedProcess, free_port, metric_value, wait_until
+from tests.queue_backends import BACKEND_URLS, BACKENDS
 
 pytestmark = pytest.mark.e2e
 E2E_DIRECTORY = Path(__file__).parent
@@ -83,10 +84,15 @@ def _completed_count(metrics_url: str) -> float:
     return metric_value(httpx.get(metrics_url).text, "jobs_completed_total", type="http")
 
 
-def test_separate_processes_on_postgres(empty_postgres_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_separate_processes_on_postgres(
+    backend: str, empty_postgres_url: str, tmp_path: Path
+) -> None:
     api_port, scheduler_metrics, worker_metrics = free_port(), free_port(), free_port()
     env = {
         "JOBSCHED_DATABASE_URL": empty_postgres_url,
+        "JOBSCHED_QUEUE_URL": BACKEND_URLS[backend] or "",
+        "JOBSCHED_QUEUE_NAMESPACE": f"e2e-{uuid.uuid4().hex[:12]}",
         "JOBSCHED_API_PORT": str(api_port),
         "JOBSCHED_LOGGING_LEVEL": "DEBUG",
     }

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Protocol
 
@@ -20,11 +20,12 @@ from fastapi import FastAPI
 from jobsched.api.app import create_app
 from jobsched.config.settings import Settings
 from jobsched.monitoring.server import metrics_endpoint
-from jobsched.queue import RunQueue, create_queue
+from jobsched.queue import DatabaseQueue, RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.migrate import upgrade_to_head
+from jobsched.storage.notifications import JOBS_CHANNEL, RUNS_CHANNEL, NotificationListener
 from jobsched.storage.urls import parse_database_url
 from jobsched.worker.registry import default_registry, import_handler_modules
 from jobsched.worker.service import Worker
@@ -107,7 +108,31 @@ async def _open_backends(
     return storage, queue
 
 
-def _worker(settings: Settings, storage: Storage, queue: RunQueue) -> Worker:
+def _listen(
+    settings: Settings, stack: AsyncExitStack, channel: str, callback: Callable[[str], None]
+) -> None:
+    """Call ``callback(payload)`` on each PostgreSQL NOTIFY on ``channel``; SQLite has none."""
+    database = parse_database_url(settings.database.url)
+    if database.dialect != "postgresql":
+        return
+    listener = NotificationListener(
+        database, [channel], lambda _channel, payload: callback(payload)
+    )
+    listener.start()
+    stack.push_async_callback(listener.close)
+
+
+def _scheduler(
+    settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack
+) -> Scheduler:
+    scheduler = Scheduler(storage, queue, settings.scheduler)
+    _listen(settings, stack, JOBS_CHANNEL, scheduler.on_jobs_changed)
+    return scheduler
+
+
+def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack) -> Worker:
+    if isinstance(queue, DatabaseQueue):
+        _listen(settings, stack, RUNS_CHANNEL, queue.on_runs_ready)
     import_handler_modules(settings.worker.imports)
     return Worker(
         storage,
@@ -130,13 +155,13 @@ async def serve_scheduler(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
         with metrics_endpoint(settings.metrics.host, settings.metrics.port):
-            await run_until_signalled([Scheduler(storage, queue, settings.scheduler)])
+            await run_until_signalled([_scheduler(settings, storage, queue, stack)])
 
 
 async def serve_worker(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
-        worker = _worker(settings, storage, queue)
+        worker = _worker(settings, storage, queue, stack)
         with metrics_endpoint(settings.metrics.host, settings.metrics.port):
             await run_until_signalled([worker])
 
@@ -146,8 +171,8 @@ async def serve_standalone(settings: Settings) -> None:
     upgrade_to_head(parse_database_url(settings.database.url))
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
-        worker = _worker(settings, storage, queue)
-        scheduler = Scheduler(storage, queue, settings.scheduler)
+        worker = _worker(settings, storage, queue, stack)
+        scheduler = _scheduler(settings, storage, queue, stack)
         app = create_app(storage, queue, settings)
         api = ApiServer(app, settings.api.host, settings.api.port)
         logger.info(

@@ -31,6 +31,10 @@ class DatabaseQueue:
         if runs:
             self._published.set()
 
+    def on_runs_ready(self, queue_name: str) -> None:
+        """A NOTIFY from the runs table (another process committed ready runs)."""
+        self._published.set()
+
     async def claim(
         self,
         worker_id: str,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -50,10 +51,26 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._woken = asyncio.Event()
         self._next_rescue_monotonic = 0.0
+        # Epoch seconds of the planned wake-up; NOTIFYs about later times are ignored.
+        self._wake_deadline_epoch = 0.0
 
     def wake(self) -> None:
         """Tick now: a job was created, changed or triggered."""
         self._woken.set()
+
+    def on_jobs_changed(self, earliest_next_run_epoch: str) -> None:
+        """A NOTIFY from the jobs table: wake if a job is due before the planned wake-up.
+
+        The payload is the earliest ``next_run_at`` written (epoch seconds), or empty
+        when unknown (the listener reconnected), which always wakes.
+        """
+        try:
+            earliest = float(earliest_next_run_epoch)
+        except ValueError:
+            self._woken.set()
+            return
+        if earliest < self._wake_deadline_epoch:
+            self._woken.set()
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -77,6 +94,10 @@ class Scheduler:
     async def _fire_loop(self) -> None:
         error_backoff_seconds = 0.1
         while not self._stopping.is_set():
+            # Cleared before the tick reads the database, so a change committed while
+            # the tick runs still wakes the sleep that follows it.
+            self._woken.clear()
+            self._wake_deadline_epoch = math.inf
             try:
                 fired = await self.tick()
                 await self._housekeeping()
@@ -171,8 +192,8 @@ class Scheduler:
         return min(max((earliest - now).total_seconds(), 0.0), self._settings.max_sleep_seconds)
 
     async def _sleep(self, seconds: float) -> None:
-        self._woken.clear()
         if self._stopping.is_set():
             return
+        self._wake_deadline_epoch = time.time() + seconds
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._woken.wait(), timeout=seconds)
