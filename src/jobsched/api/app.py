@@ -7,6 +7,7 @@ from importlib import metadata
 
 from fastapi import FastAPI
 
+from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
 from jobsched.api.middleware import RequestAccountingMiddleware
 from jobsched.api.problems import install_problem_handlers
@@ -35,15 +36,20 @@ def create_app(
     settings: Settings,
     *,
     readiness_checks: Sequence[Callable[[], Awaitable[None]]] = (),
+    cache: JobCache | None = None,
 ) -> FastAPI:
     """Build the API over open ``storage`` and ``queue``.
 
     The caller owns both and closes them after the app stops; the app never opens
     or closes anything. ``readiness_checks`` are awaited by ``GET /readyz`` after
     the storage ping (a broker ping, say); any exception makes the answer 503.
+    ``cache`` (owned and closed by the caller too) serves ``GET /jobs/{id}``; the
+    routes that change or delete a job update it after they commit.
     """
     app = FastAPI(title="jobsched", version=_version(), description=DESCRIPTION)
-    app.state.services = Services(storage=storage, queue=queue, settings=settings)
+    app.state.services = Services(
+        storage=storage, queue=queue, settings=settings, cache=cache or NullJobCache()
+    )
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)
     app.add_middleware(RequestAccountingMiddleware)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.config.settings import Settings
 from jobsched.core.errors import InvalidInputError
 from jobsched.queue.base import RunQueue
@@ -20,6 +21,7 @@ class Services:
     storage: Storage
     queue: RunQueue
     settings: Settings
+    cache: JobCache = field(default_factory=NullJobCache)
 
 
 def get_services(request: Request) -> Services:

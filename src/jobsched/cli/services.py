@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from jobsched.api.app import create_app
+from jobsched.api.cache import JobCache, job_cache_from_settings
 from jobsched.config.settings import Settings
 from jobsched.monitoring.server import metrics_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
@@ -130,6 +131,12 @@ def _scheduler(
     return scheduler
 
 
+def _job_cache(settings: Settings, stack: AsyncExitStack) -> JobCache:
+    cache = job_cache_from_settings(settings)
+    stack.push_async_callback(cache.close)
+    return cache
+
+
 def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack) -> Worker:
     if isinstance(queue, DatabaseQueue):
         _listen(settings, stack, RUNS_CHANNEL, queue.on_runs_ready)
@@ -147,7 +154,7 @@ def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncE
 async def serve_api(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
-        app = create_app(storage, queue, settings)
+        app = create_app(storage, queue, settings, cache=_job_cache(settings, stack))
         await run_until_signalled([ApiServer(app, settings.api.host, settings.api.port)])
 
 
@@ -173,7 +180,7 @@ async def serve_standalone(settings: Settings) -> None:
         storage, queue = await _open_backends(settings, stack)
         worker = _worker(settings, storage, queue, stack)
         scheduler = _scheduler(settings, storage, queue, stack)
-        app = create_app(storage, queue, settings)
+        app = create_app(storage, queue, settings, cache=_job_cache(settings, stack))
         api = ApiServer(app, settings.api.host, settings.api.port)
         logger.info(
             "jobsched standalone on http://%s:%d (database %s)",

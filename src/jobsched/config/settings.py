@@ -57,8 +57,12 @@ class QueueSettings(Section):
 
 
 class CacheSettings(Section):
+    # Redis URL of the API's job cache (GET /jobs/{id}); None: no cache.
     url: str | None = None
-    ttl_seconds: float = Field(default=60.0, gt=0)
+    # How old a cached job may get. API writes are never served stale whatever this
+    # is; the scheduler's fields (next_run_at, last_fired_at, status) may lag by it.
+    # 10 s still spares the database all but one read per job per 10 s.
+    ttl_seconds: float = Field(default=10.0, gt=0)
 
 
 class ApiSettings(Section):

@@ -46,3 +46,14 @@ SCHEDULER_LAG = Histogram(
     "Time from a run's scheduled fire time to the scheduler creating it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+CACHE_REQUESTS = Counter(
+    "api_cache_requests",
+    "Job lookups in the API's metadata cache: hit, miss, or error (answered from the database).",
+    ("result",),
+)
+CACHE_WRITE_ERRORS = Counter(
+    "api_cache_write_errors",
+    "Cache stores and invalidations that failed; the entry may be stale until its TTL ends.",
+    ("operation",),
+)

@@ -41,7 +41,7 @@ class DeliveryBuffer:
         self._arrived.set()
 
     async def take(self, limit: int, wait_seconds: float) -> list[AbstractIncomingMessage]:
-        """Up to ``limit`` deliveries, waiting up to ``wait_seconds`` for the first if none is here."""
+        """Up to ``limit`` deliveries; if none is here, wait up to ``wait_seconds`` for one."""
         if not self._heap and wait_seconds > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):

@@ -62,7 +62,7 @@ def parse_server_version(version: object) -> tuple[int, ...]:
 
 
 def choose_queue_type(setting: QueueTypeSetting, server_version: tuple[int, ...]) -> QueueType:
-    """The queue type to declare: the configured one, or for ``auto`` the one that honours priorities.
+    """The queue type to declare: the configured one, or for ``auto`` one honouring priorities.
 
     Quorum queues are replicated (the safe choice in a cluster) but ignore message
     priorities before RabbitMQ 4.0, where classic queues with ``x-max-priority``

@@ -109,6 +109,14 @@ def _group_gone(error: ResponseError) -> bool:
     return str(error).startswith(_GROUP_GONE_PREFIXES)
 
 
+def _client_name(namespace: str) -> str:
+    """``jobsched:{namespace}`` with what CLIENT SETNAME refuses (spaces, newlines) replaced."""
+    return "jobsched:" + "".join(
+        character if character.isascii() and character.isprintable() and character != " " else "_"
+        for character in namespace
+    )
+
+
 def _run_id(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
@@ -165,7 +173,8 @@ class RedisStreamsQueue:
                 # One immediate retry absorbs a pooled connection that died with a
                 # restarted Redis; longer outages are the caller's to back off from.
                 retry=Retry(NoBackoff(), 1),
-                client_name="jobsched",
+                # CLIENT LIST then tells an operator which deployment a connection serves.
+                client_name=_client_name(self._settings.namespace),
             )
         except ValueError as error:
             raise ConfigurationError(f"queue.url is not a usable Redis URL: {error}") from error
@@ -310,7 +319,7 @@ class RedisStreamsQueue:
         if block_ms < 1:
             return []
         try:
-            reply = await self._client.xreadgroup(
+            reply: Any = await self._client.xreadgroup(
                 self._keys.group,
                 worker_id,
                 dict.fromkeys(streams, ">"),
@@ -325,7 +334,7 @@ class RedisStreamsQueue:
         rank = {stream: position for position, stream in enumerate(streams)}
         deliveries = [
             Delivery(stream, entry_id, _run_id(fields.get("run_id", "")))
-            for stream, entries in reply or []
+            for stream, entries in _entries_by_stream(reply)
             for entry_id, fields in entries
         ]
         deliveries.sort(key=lambda delivery: rank[delivery.stream])
@@ -368,12 +377,13 @@ class RedisStreamsQueue:
         try:
             pipeline = self._client.pipeline(transaction=False)
             for stream, entry_ids in _entry_ids_by_stream(deliveries).items():
+                message_ids: list[Any] = entry_ids  # redis-py types ids invariantly
                 pipeline.xclaim(
                     stream,
                     self._keys.group,
                     worker_id,
                     0,
-                    entry_ids,
+                    message_ids,
                     idle=self._reclaim_min_idle_ms,
                     justid=True,
                 )
@@ -426,7 +436,7 @@ class RedisStreamsQueue:
                     approximate=True,
                 )
                 pipeline.xack(delivery.stream, self._keys.group, delivery.entry_id)
-            _raise_unless_group_gone(await pipeline.execute(raise_on_error=False))
+            await pipeline.execute()
 
     def _forget(self, runs: Sequence[Run]) -> list[Delivery]:
         forgotten = (self._delivered.pop(run.id, None) for run in runs)
@@ -435,10 +445,11 @@ class RedisStreamsQueue:
     async def _acknowledge(self, deliveries: list[Delivery]) -> None:
         if not deliveries:
             return
+        # XACK answers 0 when Redis lost the stream or group: the entries went with them.
         pipeline = self._client.pipeline(transaction=False)
         for stream, entry_ids in _entry_ids_by_stream(deliveries).items():
             pipeline.xack(stream, self._keys.group, *entry_ids)
-        _raise_unless_group_gone(await pipeline.execute(raise_on_error=False))
+        await pipeline.execute()
 
     # --- watching the broker -----------------------------------------------------
 
@@ -505,17 +516,19 @@ class RedisStreamsQueue:
         return int(length)
 
 
+def _entries_by_stream(reply: Any) -> list[tuple[str, list[Any]]]:
+    """An XREADGROUP reply as (stream, [(entry id, fields)]) pairs, whatever the protocol.
+
+    RESP2 (the default) answers [[stream, entries]]; RESP3 (``?protocol=3`` in the
+    URL) answers {stream: [entries]}.
+    """
+    if isinstance(reply, dict):
+        return [(stream, batches[0] if batches else []) for stream, batches in reply.items()]
+    return [(stream, entries) for stream, entries in reply or []]
+
+
 def _entry_ids_by_stream(deliveries: list[Delivery]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for delivery in deliveries:
         grouped.setdefault(delivery.stream, []).append(delivery.entry_id)
     return grouped
-
-
-def _raise_unless_group_gone(replies: list[Any]) -> None:
-    """Raise the first error reply, except a vanished group (the entries went with it)."""
-    for reply in replies:
-        if isinstance(reply, ResponseError) and _group_gone(reply):
-            continue
-        if isinstance(reply, Exception):
-            raise reply

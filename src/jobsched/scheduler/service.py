@@ -41,6 +41,7 @@ _ERROR_BACKOFF_MAX_SECONDS = 5.0
 # publishing them. Only the test suite sets it.
 CRASH_BEFORE_PUBLISH_VARIABLE = "JOBSCHED_TEST_CRASH_BEFORE_PUBLISH"
 CRASH_BEFORE_PUBLISH_EXIT_CODE = 86
+_LOSS_CHECK_INTERVAL_SECONDS = 1.0
 
 
 class Scheduler:
@@ -51,6 +52,8 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._woken = asyncio.Event()
         self._next_rescue_monotonic = 0.0
+        self._next_loss_check_monotonic = 0.0
+        self._broker_lost_messages = False
         # Epoch seconds of the planned wake-up; NOTIFYs about later times are ignored.
         self._wake_deadline_epoch = 0.0
 
@@ -125,9 +128,7 @@ class Scheduler:
 
     async def sweep_outbox(self) -> int:
         """Publish every committed, unpublished, due run; return how many."""
-        if await self._queue.lost_messages_since_last_check():
-            lost = await self._storage.mark_waiting_unpublished()
-            logger.warning("the broker lost its messages; republishing %d waiting runs", lost)
+        await self._recover_lost_messages()
         published = 0
         while True:
             count = await self._storage.publish_pending(
@@ -183,6 +184,21 @@ class Scheduler:
             )
         for queue_name, depth in (await self._queue.depth()).items():
             metrics.QUEUE_DEPTH.labels(queue=queue_name).set(depth)
+
+    async def _recover_lost_messages(self) -> None:
+        """Republish every waiting run if the broker lost its messages (checked ~1/s).
+
+        The loss is remembered until the runs are marked unpublished: the broker
+        reports it once, and a database error must not make us forget it.
+        """
+        if time.monotonic() >= self._next_loss_check_monotonic:
+            self._next_loss_check_monotonic = time.monotonic() + _LOSS_CHECK_INTERVAL_SECONDS
+            if await self._queue.lost_messages_since_last_check():
+                self._broker_lost_messages = True
+        if self._broker_lost_messages:
+            lost = await self._storage.mark_waiting_unpublished()
+            self._broker_lost_messages = False
+            logger.warning("the broker lost its messages; republishing %d waiting runs", lost)
 
     async def _seconds_until_next_fire(self) -> float:
         earliest = await self._storage.earliest_next_run_at()

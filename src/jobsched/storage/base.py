@@ -94,6 +94,10 @@ class Storage(Protocol):
 
         ``edit`` may raise (``InvalidInputError`` say); then nothing is written. The
         row lock keeps a scheduler from firing the job from its old definition meanwhile.
+        ``updated_at`` is the job's version: when ``edit`` changes anything, the job is
+        written (and returned) with the ``updated_at`` it set, or 1 µs after the stored
+        one if that is not later, so versions only grow whatever order writers' clocks
+        were read in. An edit that changes nothing writes the job as it was.
         """
 
     async def delete_job(self, job_id: uuid.UUID) -> None:
@@ -137,7 +141,9 @@ class Storage(Protocol):
         share the work; ``plan`` decides each job's runs and next fire time; runs are
         inserted with ``ON CONFLICT (job_id, scheduled_for) DO NOTHING`` and only the
         runs actually inserted are returned. ``published`` marks them as already on
-        the queue (the database queue, where committing is publishing).
+        the queue (the database queue, where committing is publishing). Each fired job's
+        ``updated_at`` becomes ``now``, or 1 µs after its stored one if ``now`` is not
+        later (see ``update_job``).
         """
 
     async def mark_published(self, run_ids: Sequence[uuid.UUID]) -> None: ...

@@ -9,6 +9,7 @@ helpers ``_now`` / ``_now_plus`` and ``_insert``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -49,6 +50,10 @@ from jobsched.storage.urls import DatabaseURL, parse_database_url
 
 _CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
 _LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
+# A job's updated_at is its version (the API's cache keeps the newest one it is
+# shown), so a write never moves it back: a writer's `now` is read before it takes
+# the row lock, and another writer may have committed a later one meanwhile.
+_VERSION_STEP = timedelta(microseconds=1)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -222,7 +227,11 @@ class SQLStorage:
             )
             if row is None:
                 raise NotFoundError("job", job_id)
-            updated = edit(job_from_row(row))
+            current = job_from_row(row)
+            updated = edit(current)
+            if updated != current:
+                later = _later_version(current.updated_at, updated.updated_at)
+                updated = dataclasses.replace(updated, updated_at=later)
             values = job_values(updated)
             del values["id"], values["created_at"]
             async with self._writing_name(updated.name):
@@ -480,7 +489,12 @@ class SQLStorage:
         if not run_ids:
             return []
         return await self._claim(
-            sa.and_(runs.c.id.in_(run_ids), runs.c.status.in_(_CLAIMABLE)),
+            sa.and_(
+                runs.c.id.in_(run_ids),
+                runs.c.status.in_(_CLAIMABLE),
+                # A stale duplicate delivery must not start a retry before its backoff ends.
+                runs.c.not_before <= self._now(),
+            ),
             worker_id,
             lease_seconds,
         )
@@ -526,14 +540,23 @@ class SQLStorage:
     ) -> set[uuid.UUID]:
         if not held:
             return set()
-        renew = (
-            sa.update(runs)
+        # Rows are locked in id order, as finish_attempts locks them: the same worker's
+        # outcome writer updates some of these rows at this very moment, and two
+        # transactions locking rows in different orders deadlock.
+        still_held = (
+            sa.select(runs.c.id)
             .where(
                 # Fenced in SQL: a stale attempt's heartbeat must not extend the current lease.
                 sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
                 runs.c.lease_owner == worker_id,
                 runs.c.status == RunStatus.RUNNING.value,
             )
+            .order_by(runs.c.id)
+            .with_for_update()
+        )
+        renew = (
+            sa.update(runs)
+            .where(runs.c.id.in_(still_held))
             .values(lease_expires_at=self._now_plus(lease_seconds))
             .returning(runs.c.id)
         )
@@ -542,11 +565,13 @@ class SQLStorage:
         return set(renewed)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
-        accepted: list[bool] = []
+        accepted: dict[int, bool] = {}
+        # In run-id order, the order renew_leases locks rows in, so the two never deadlock.
+        in_lock_order = sorted(range(len(outcomes)), key=lambda index: outcomes[index].run_id)
         async with self._transaction() as connection:
-            for outcome in outcomes:
-                accepted.append(await self._finish_attempt(connection, outcome))
-        return accepted
+            for index in in_lock_order:
+                accepted[index] = await self._finish_attempt(connection, outcomes[index])
+        return [accepted[index] for index in range(len(outcomes))]
 
     async def _finish_attempt(self, connection: AsyncConnection, outcome: AttemptOutcome) -> bool:
         final = outcome.run_status.is_final
@@ -614,6 +639,11 @@ _ADVANCE_JOB = (
 )
 
 
+def _later_version(previous: datetime, proposed: datetime) -> datetime:
+    """``proposed``, or just after ``previous`` if it is not later: versions only grow."""
+    return max(proposed, previous + _VERSION_STEP)
+
+
 def _advanced_job_values(job: Job, plan: FirePlan, now: datetime) -> dict[str, Any]:
     status = JobStatus.ACTIVE if plan.next_run_at is not None else JobStatus.COMPLETED
     return {
@@ -621,7 +651,7 @@ def _advanced_job_values(job: Job, plan: FirePlan, now: datetime) -> dict[str, A
         "new_next_run_at": plan.next_run_at,
         "new_status": status.value,
         "new_last_fired_at": max(plan.fire_times, default=job.last_fired_at),
-        "new_updated_at": now,
+        "new_updated_at": _later_version(job.updated_at, now),
     }
 
 

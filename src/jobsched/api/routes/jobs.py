@@ -56,7 +56,15 @@ async def list_jobs(
 
 @router.get("/{id}", summary="Get a job")
 async def get_job(job_id: JobId, services: ServicesDependency) -> JobOut:
-    return JobOut.from_job(await services.storage.get_job(job_id))
+    """From the metadata cache when it holds the job; else from the database, then cached."""
+    cached = await services.cache.get(job_id)
+    if cached is not None:
+        return JobOut.from_job(cached)
+    job = await services.storage.get_job(job_id)
+    # A write that committed since the read above has stored a newer version: this
+    # store is then refused, so the cache never goes back to the old one.
+    await services.cache.store(job)
+    return JobOut.from_job(job)
 
 
 @router.patch("/{id}", summary="Change a job")
@@ -64,13 +72,16 @@ async def patch_job(job_id: JobId, body: JobPatch, services: ServicesDependency)
     """Change the fields given; new timing recomputes ``next_run_at`` from now."""
     prevalidate_patch(body)
     now = await services.storage.now()
-    return JobOut.from_job(await services.storage.update_job(job_id, patch_edit(body, now)))
+    job = await services.storage.update_job(job_id, patch_edit(body, now))
+    await services.cache.store(job)
+    return JobOut.from_job(job)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job")
 async def delete_job(job_id: JobId, services: ServicesDependency) -> Response:
     """Delete the job with its runs and their attempts."""
     await services.storage.delete_job(job_id)
+    await services.cache.invalidate(job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -95,11 +106,15 @@ async def trigger_job(job_id: JobId, services: ServicesDependency, response: Res
 async def pause_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     """Stop firing the job until it is resumed; pausing a paused job changes nothing."""
     now = await services.storage.now()
-    return JobOut.from_job(await services.storage.update_job(job_id, pause_edit(now)))
+    job = await services.storage.update_job(job_id, pause_edit(now))
+    await services.cache.store(job)
+    return JobOut.from_job(job)
 
 
 @router.post("/{id}/resume", summary="Resume a paused job")
 async def resume_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     """Fire again: a recurring job from its next fire time after now, skipping missed ones."""
     now = await services.storage.now()
-    return JobOut.from_job(await services.storage.update_job(job_id, resume_edit(now)))
+    job = await services.storage.update_job(job_id, resume_edit(now))
+    await services.cache.store(job)
+    return JobOut.from_job(job)

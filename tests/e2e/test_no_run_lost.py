@@ -1,0 +1,224 @@
+"""No run is lost: real schedulers and workers, real brokers, real faults.
+
+Each test fires thousands of one-time jobs from a ``jobsched scheduler`` process
+to ``jobsched worker`` processes through one queue backend, breaks something on
+the way, and then checks by SQL that every run ended ``succeeded`` with exactly
+one succeeded attempt:
+
+* workers are SIGKILLed every few seconds and restarted (every backend): their
+  leases expire, the scheduler rescues the runs, and the outbox publishes them again;
+* the broker restarts mid-flow (Redis, which forgets every stream, and RabbitMQ):
+  the running processes reconnect by themselves, and what Redis lost is republished;
+* the scheduler dies between committing runs and publishing them: the next
+  scheduler's outbox sweep publishes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobsched.config.settings import QueueSettings
+from jobsched.queue import create_queue
+from jobsched.scheduler.service import (
+    CRASH_BEFORE_PUBLISH_EXIT_CODE,
+    CRASH_BEFORE_PUBLISH_VARIABLE,
+)
+from jobsched.storage.database import SQLStorage
+from tests.e2e.broker_services import BROKER_SERVICES, BrokerService
+from tests.e2e.deployment import (
+    Deployment,
+    RunLedger,
+    deployment_env,
+    running_deployment,
+    wait_for_all_final,
+)
+from tests.e2e.processes import wait_until
+from tests.queue_backends import BACKEND_URLS, BACKENDS
+
+pytestmark = pytest.mark.e2e
+
+RUN_COUNT = 10_000
+WORKER_COUNT = 3
+# Each run sleeps 5-20 ms: long enough that a kill lands mid-run, short enough for 10,000.
+SHORT_SLEEP = {"min_seconds": 0.005, "max_seconds": 0.02}
+KILL_INTERVAL_SECONDS = 3.0
+FINISH_TIMEOUT_SECONDS = 240.0
+# The broker restarts once this many runs succeeded, with most of the flow still to come.
+RESTART_AFTER_SUCCEEDED = 1_500
+BROKER_OUTAGE_SECONDS = 2.0
+CRASH_RUN_COUNT = 50
+
+
+@pytest.fixture
+def queue_namespace(postgres_url: str) -> Iterator[str]:
+    """A namespace of this test's own; its broker keys and queues are purged afterwards."""
+    namespace = f"e2e-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    asyncio.run(_purge_broker_state(postgres_url, namespace))
+
+
+async def _purge_broker_state(database_url: str, namespace: str) -> None:
+    storage = SQLStorage.from_url(database_url)
+    try:
+        for backend in ("redis", "rabbitmq"):
+            settings = QueueSettings(url=BACKEND_URLS[backend], namespace=namespace)
+            try:
+                queue = create_queue(settings, storage)
+            except ImportError:  # that backend is not written yet: nothing to purge
+                continue
+            purge = getattr(queue, "purge_namespace", None)
+            try:
+                if purge is not None:
+                    await purge()
+            finally:
+                await queue.close()
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+def ledger(postgres_url: str) -> Iterator[RunLedger]:
+    run_ledger = RunLedger(postgres_url)
+    yield run_ledger
+    run_ledger.close()
+
+
+@pytest.fixture
+def broker_service(request: pytest.FixtureRequest) -> Iterator[BrokerService]:
+    """The broker named by the test's parameter, running before and after the test."""
+    service = BROKER_SERVICES[request.param]
+    service.ensure_running()
+    try:
+        yield service
+    finally:
+        # Even when the test failed halfway through a restart: later tests need it.
+        service.ensure_running()
+
+
+class WorkerKiller:
+    """SIGKILLs one worker every ``interval_seconds``, round-robin, and restarts it."""
+
+    def __init__(self, deployment: Deployment, interval_seconds: float) -> None:
+        self._deployment = deployment
+        self._interval_seconds = interval_seconds
+        self._next_kill_monotonic = time.monotonic() + interval_seconds
+
+    def kill_when_due(self) -> None:
+        if time.monotonic() < self._next_kill_monotonic:
+            return
+        deployment = self._deployment
+        deployment.kill_and_restart_worker(deployment.kills % len(deployment.workers))
+        self._next_kill_monotonic += self._interval_seconds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_run_lost_while_workers_are_killed(
+    backend: str, postgres_url: str, queue_namespace: str, ledger: RunLedger, tmp_path: Path
+) -> None:
+    env = deployment_env(postgres_url, backend, queue_namespace)
+    started = time.monotonic()
+    with running_deployment(env, tmp_path) as deployment:
+        deployment.start_scheduler()
+        deployment.start_workers(WORKER_COUNT)
+        ledger.insert_due_jobs(RUN_COUNT, SHORT_SLEEP)
+        killer = WorkerKiller(deployment, KILL_INTERVAL_SECONDS)
+        wait_for_all_final(
+            ledger,
+            deployment,
+            RUN_COUNT,
+            timeout_seconds=FINISH_TIMEOUT_SECONDS,
+            between_checks=killer.kill_when_due,
+        )
+        duration_seconds = time.monotonic() - started
+        exit_codes = deployment.stop_all()
+    attempts = ledger.attempt_counts()
+    print(
+        f"[{backend}] {RUN_COUNT} runs in {duration_seconds:.1f}s with {deployment.kills} "
+        f"worker kills; attempts by status: {attempts}"
+    )
+    ledger.assert_each_run_succeeded_once(RUN_COUNT)
+    # The faults really happened: workers died holding runs, and those runs were rescued.
+    assert deployment.kills >= 2, f"only {deployment.kills} kills: the flow ended too soon"
+    assert attempts.get("lost", 0) > 0, f"no attempt was lost to a kill: {attempts}"
+    assert set(exit_codes.values()) == {0}, exit_codes
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("broker_service", ["redis", "rabbitmq"], indirect=True)
+def test_no_run_lost_when_the_broker_restarts(
+    broker_service: BrokerService,
+    postgres_url: str,
+    queue_namespace: str,
+    ledger: RunLedger,
+    tmp_path: Path,
+) -> None:
+    env = deployment_env(postgres_url, broker_service.name, queue_namespace)
+    started = time.monotonic()
+    with running_deployment(env, tmp_path) as deployment:
+        deployment.start_scheduler()
+        deployment.start_workers(WORKER_COUNT)
+        pids = [process.process.pid for process in deployment.running()]
+        ledger.insert_due_jobs(RUN_COUNT, SHORT_SLEEP)
+        def enough_succeeded() -> bool:
+            deployment.check_alive()
+            return ledger.succeeded_count() >= RESTART_AFTER_SUCCEEDED
+
+        wait_until(
+            enough_succeeded,
+            timeout_seconds=FINISH_TIMEOUT_SECONDS,
+            message=f"{RESTART_AFTER_SUCCEEDED} runs succeeded before the broker restart",
+        )
+        broker_service.restart(outage_seconds=BROKER_OUTAGE_SECONDS)
+        back_at = ledger.database_now()
+        succeeded_at_restart = ledger.succeeded_count()
+        wait_for_all_final(ledger, deployment, RUN_COUNT, timeout_seconds=FINISH_TIMEOUT_SECONDS)
+        duration_seconds = time.monotonic() - started
+        deployment.check_alive()
+        assert [process.process.pid for process in deployment.running()] == pids
+        exit_codes = deployment.stop_all()
+    attempts = ledger.attempt_counts()
+    print(
+        f"[{broker_service.name} restart] {RUN_COUNT} runs in {duration_seconds:.1f}s; "
+        f"{succeeded_at_restart} had succeeded when the broker came back; attempts: {attempts}"
+    )
+    # The restart hit the middle of the flow, not its end.
+    assert succeeded_at_restart <= RUN_COUNT - 1_000, succeeded_at_restart
+    ledger.assert_each_run_succeeded_once(RUN_COUNT)
+    # Every worker reconnected by itself and went on completing runs.
+    after_restart = ledger.succeeded_attempts_by_worker(started_after=back_at)
+    assert len(after_restart) == WORKER_COUNT, f"succeeded after the restart: {after_restart}"
+    assert set(exit_codes.values()) == {0}, exit_codes
+
+
+@pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
+def test_runs_committed_before_a_scheduler_crash_are_published_by_the_next_one(
+    backend: str, postgres_url: str, queue_namespace: str, ledger: RunLedger, tmp_path: Path
+) -> None:
+    env = deployment_env(postgres_url, backend, queue_namespace)
+    with running_deployment(env, tmp_path) as deployment:
+        crashing = deployment.start_scheduler(**{CRASH_BEFORE_PUBLISH_VARIABLE: "1"})
+        ledger.insert_due_jobs(CRASH_RUN_COUNT, SHORT_SLEEP)
+        wait_until(
+            lambda: crashing.process.poll() is not None,
+            timeout_seconds=60,
+            message="the scheduler exiting between commit and publish",
+        )
+        assert deployment.retire_scheduler().process.returncode == CRASH_BEFORE_PUBLISH_EXIT_CODE, (
+            crashing.log()
+        )
+        # Committed, never handed to the broker.
+        assert ledger.run_counts() == {"queued": CRASH_RUN_COUNT}
+        assert ledger.unpublished_run_count() == CRASH_RUN_COUNT
+
+        deployment.start_scheduler()
+        deployment.start_workers(1)
+        wait_for_all_final(ledger, deployment, CRASH_RUN_COUNT, timeout_seconds=60)
+        exit_codes = deployment.stop_all()
+    ledger.assert_each_run_succeeded_once(CRASH_RUN_COUNT)
+    assert set(exit_codes.values()) == {0}, exit_codes
