@@ -29,15 +29,23 @@ def isolated_queue_settings(**overrides: object) -> QueueSettings:
 
 @asynccontextmanager
 async def open_queue(
-    backend: str, storage: Storage, settings: QueueSettings, *, prefetch_count: int = 10
+    backend: str,
+    storage: Storage,
+    settings: QueueSettings,
+    *,
+    prefetch_count: int = 10,
+    purge: bool = True,
 ) -> AsyncIterator[RunQueue]:
-    """The ``backend`` queue over ``storage``; closed (and its broker state purged) after."""
+    """The ``backend`` queue over ``storage``; closed (and its broker state purged) after.
+
+    ``purge=False`` for a second queue sharing the namespace with one still in use.
+    """
     queue_settings = settings.model_copy(update={"url": BACKEND_URLS[backend]})
     queue = create_queue(queue_settings, storage, prefetch_count=prefetch_count)
     try:
         yield queue
     finally:
         await queue.close()
-        purge = getattr(queue, "purge_namespace", None)
-        if purge is not None:
-            await purge()
+        purge_namespace = getattr(queue, "purge_namespace", None)
+        if purge and purge_namespace is not None:
+            await purge_namespace()

@@ -80,7 +80,9 @@ class Deployment:
         ]
         return self._start(command, f"worker-{index}", {})
 
-    def _start(self, command: list[str], name: str, extra_env: Mapping[str, str]) -> JobschedProcess:
+    def _start(
+        self, command: list[str], name: str, extra_env: Mapping[str, str]
+    ) -> JobschedProcess:
         generation = self._generations.get(name, 0)
         self._generations[name] = generation + 1
         log_path = self.log_directory / f"{name}.{generation}.log"
@@ -261,8 +263,12 @@ class RunLedger:
         assert run_count == expected_runs, f"{run_count} runs, expected {expected_runs}: {counts}"
         assert job_count == expected_runs, f"runs of only {job_count} jobs"
         assert counts == {"succeeded": expected_runs}, f"runs by status: {counts}"
-        assert runs_succeeded_twice == [], f"runs with several succeeded attempts: {runs_succeeded_twice[:10]}"
-        assert runs_with_success == expected_runs, f"{runs_with_success} runs with a succeeded attempt"
+        assert runs_succeeded_twice == [], (
+            f"runs with several succeeded attempts: {runs_succeeded_twice[:10]}"
+        )
+        assert runs_with_success == expected_runs, (
+            f"{runs_with_success} runs with a succeeded attempt"
+        )
         assert success_not_last == 0, f"{success_not_last} runs attempted again after succeeding"
         attempt_counts = self.attempt_counts()
         assert "running" not in attempt_counts, f"attempts never ended: {attempt_counts}"

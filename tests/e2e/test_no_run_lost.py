@@ -165,6 +165,7 @@ def test_no_run_lost_when_the_broker_restarts(
         deployment.start_workers(WORKER_COUNT)
         pids = [process.process.pid for process in deployment.running()]
         ledger.insert_due_jobs(RUN_COUNT, SHORT_SLEEP)
+
         def enough_succeeded() -> bool:
             deployment.check_alive()
             return ledger.succeeded_count() >= RESTART_AFTER_SUCCEEDED
