@@ -13,7 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import aio_pika
+
+from jobsched.config.settings import QueueSettings
+from jobsched.queue import create_queue
+from jobsched.queue.rabbitmq_topology import Topology
+from jobsched.storage.base import Storage
 from tests.e2e.processes import wait_until
+from tests.queue_backends import RABBITMQ_URL, REDIS_URL
 
 REDIS_PORT = 6379
 RABBITMQ_PORT = 5672
@@ -64,7 +71,8 @@ def _run_checked(command: list[str]) -> None:
 
 
 class BrokerService(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def restart(self, outage_seconds: float) -> None: ...
 
@@ -130,3 +138,29 @@ BROKER_SERVICES: dict[str, BrokerService] = {
     "redis": RedisService(),
     "rabbitmq": RabbitMQService(),
 }
+
+
+async def purge_broker_namespace(namespace: str, queue_names: list[str], storage: Storage) -> None:
+    """Delete what a deployment left under ``namespace`` in Redis and in RabbitMQ.
+
+    Runs in the test process after the deployment's processes are gone, so it
+    deletes by name rather than through a queue object that declared them.
+    """
+    redis_queue = create_queue(QueueSettings(url=REDIS_URL, namespace=namespace), storage)
+    try:
+        purge = getattr(redis_queue, "purge_namespace")  # noqa: B009 - not on the RunQueue contract
+        await purge()
+    finally:
+        await redis_queue.close()
+    topology = Topology(namespace, "classic")  # the names do not depend on the queue type
+    connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+    try:
+        channel = await connection.channel()
+        for queue in [topology.dead_queue, topology.sentinel_queue]:
+            await channel.queue_delete(queue)
+        for queue_name in queue_names:
+            await channel.queue_delete(topology.run_queue(queue_name))
+        for exchange in [topology.run_exchange, topology.dead_exchange]:
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()

@@ -89,7 +89,7 @@ class Deployment:
         return JobschedProcess(command, {**self.env, **extra_env}, log_path).start()
 
     def kill_and_restart_worker(self, index: int) -> None:
-        """SIGKILL worker ``index`` (no goodbye: its leases just stop being renewed) and start another."""
+        """SIGKILL worker ``index`` (no goodbye: its leases stop being renewed); start another."""
         victim = self.workers[index]
         victim.stop(signal.SIGKILL)
         self.finished.append(victim)
@@ -237,7 +237,7 @@ class RunLedger:
             return {worker: count for worker, count in connection.execute(query).all()}
 
     def assert_each_run_succeeded_once(self, expected_runs: int) -> None:
-        """Exactly ``expected_runs`` runs, one per job, each ``succeeded`` by exactly one attempt."""
+        """Exactly ``expected_runs`` runs, one per job, each ``succeeded`` by one attempt only."""
         with self._engine.connect() as connection:
             scalar = connection.execute
             run_count = scalar(sa.select(sa.func.count()).select_from(runs)).scalar_one()

@@ -16,7 +16,8 @@ pushes at most that many unacknowledged deliveries to this process. ``claim``
 takes buffered deliveries, claims their runs in the database, acks at once the
 deliveries whose runs it could not claim (duplicates, finished or cancelled runs)
 and keeps the rest until the worker ``ack``s or ``dead_letter``s them, after the
-outcome is committed. A worker that dies leaves its deliveries unacknowledged and
+outcome is committed. If the database claim fails, its deliveries stay buffered
+for the next claim. A worker that dies leaves its deliveries unacknowledged and
 the broker hands them to another consumer.
 
 **Outages.** aio-pika's robust connection reconnects in the background and
