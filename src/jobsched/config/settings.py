@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from jobsched.core.errors import ConfigurationError
 from jobsched.core.models import RetryPolicy
+from jobsched.core.planning import MisfireLimits
 
 DEFAULT_SQLITE_URL = "sqlite:///./data/jobsched.db"
 
@@ -84,6 +85,17 @@ class SchedulerSettings(Section):
     # How often committed-but-unpublished runs (new, retries due, rescued) are
     # published when the queue is a broker.
     outbox_interval_seconds: float = Field(default=0.1, gt=0)
+    # A fire time at most this late counts as on time and runs (jobs may set their
+    # own misfire_grace_seconds); later ones follow the job's misfire_policy.
+    misfire_grace_seconds: float = Field(default=60.0, ge=0)
+    # misfire_policy "all": the most runs created for fire times missed beyond the grace.
+    misfire_max_catch_up_runs: int = Field(default=100, ge=1, le=100_000)
+
+    def misfire_limits(self) -> MisfireLimits:
+        return MisfireLimits(
+            default_grace_seconds=self.misfire_grace_seconds,
+            max_catch_up_runs=self.misfire_max_catch_up_runs,
+        )
 
 
 class WorkerSettings(Section):

@@ -29,13 +29,18 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    # The fire time was not run, by the job's concurrency policy (see last_error).
+    SKIPPED = "skipped"
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_RUN_STATUSES
 
 
-FINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.DEAD, RunStatus.CANCELLED})
+FINAL_RUN_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.DEAD, RunStatus.CANCELLED, RunStatus.SKIPPED}
+)
+ACTIVE_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING})
 CLAIMABLE_RUN_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RETRYING})
 
 
@@ -46,6 +51,22 @@ class AttemptStatus(enum.StrEnum):
     TIMED_OUT = "timed_out"
     LOST = "lost"  # the worker's lease expired before it reported an outcome
     CANCELLED = "cancelled"
+
+
+class MisfirePolicy(enum.StrEnum):
+    """What a job does with fire times missed by more than its grace (scheduler down)."""
+
+    COALESCE = "coalesce"  # one run stands for all of them
+    ALL = "all"  # a run for each, up to the scheduler's catch-up cap
+    SKIP = "skip"  # none; carry on from the next fire time
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    """What a fire does while an earlier run of the job is still queued or running."""
+
+    ALLOW = "allow"  # run alongside
+    FORBID = "forbid"  # skip this fire, recorded as a skipped run
+    REPLACE = "replace"  # cancel the earlier run, run this one
 
 
 class RunTrigger(enum.StrEnum):
@@ -100,6 +121,10 @@ class JobSpec:
     priority: int = 0
     timeout_seconds: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    misfire_policy: MisfirePolicy = MisfirePolicy.COALESCE
+    # None: the scheduler's default (scheduler.misfire_grace_seconds).
+    misfire_grace_seconds: float | None = None
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +146,9 @@ class Job:
     last_fired_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    misfire_policy: MisfirePolicy = MisfirePolicy.COALESCE
+    misfire_grace_seconds: float | None = None
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,11 @@ OUTCOMES_REFUSED = Counter(
 )
 
 RUNS_FIRED = Counter("scheduler_runs_fired", "Runs created by the scheduler.", ("queue",))
+RUNS_SKIPPED = Counter(
+    "scheduler_runs_skipped",
+    "Fire times recorded as skipped by a job's concurrency policy.",
+    ("queue",),
+)
 RUNS_RESCUED = Counter(
     "scheduler_runs_rescued", "Runs whose lease expired, by what became of them.", ("outcome",)
 )

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from jobsched.config.settings import SchedulerSettings
 from jobsched.core.errors import JobschedError
-from jobsched.core.models import Job, Run
+from jobsched.core.models import Job, Run, RunStatus
 from jobsched.core.planning import FirePlan, plan_due_job
 from jobsched.monitoring import metrics
 from jobsched.queue.base import RunQueue
@@ -49,6 +49,7 @@ class Scheduler:
         self._storage = storage
         self._queue = queue
         self._settings = settings
+        self._misfire_limits = settings.misfire_limits()
         self._stopping = asyncio.Event()
         self._woken = asyncio.Event()
         self._next_rescue_monotonic = 0.0
@@ -143,8 +144,10 @@ class Scheduler:
         started = time.perf_counter()
         now = await self._storage.now()
 
+        limits = self._misfire_limits
+
         def plan(job: Job) -> FirePlan:
-            return plan_due_job(job, now)
+            return plan_due_job(job, now, limits)
 
         runs = await self._storage.fire_due_jobs(
             now, self._settings.batch_size, plan, published=self._queue.commits_are_publishes
@@ -163,6 +166,9 @@ class Scheduler:
     @staticmethod
     def _observe(runs: Sequence[Run], now: datetime) -> None:
         for run in runs:
+            if run.status is RunStatus.SKIPPED:
+                metrics.RUNS_SKIPPED.labels(queue=run.queue).inc()
+                continue
             metrics.RUNS_FIRED.labels(queue=run.queue).inc()
             metrics.SCHEDULER_LAG.observe(max((now - run.scheduled_for).total_seconds(), 0.0))
 

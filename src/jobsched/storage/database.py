@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from jobsched.core.concurrency import ActiveRun, apply_concurrency_policy
 from jobsched.core.errors import (
     ConflictError,
     InvalidInputError,
@@ -29,9 +30,11 @@ from jobsched.core.errors import (
 )
 from jobsched.core.ids import new_id
 from jobsched.core.models import (
+    ACTIVE_RUN_STATUSES,
     CLAIMABLE_RUN_STATUSES,
     Attempt,
     AttemptStatus,
+    ConcurrencyPolicy,
     Job,
     JobSpec,
     JobStatus,
@@ -49,6 +52,8 @@ from jobsched.storage.schema import UTCDateTime, attempts, jobs, runs
 from jobsched.storage.urls import DatabaseURL, parse_database_url
 
 _CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
+_ACTIVE = [status.value for status in ACTIVE_RUN_STATUSES]
+_REPLACED_ERROR = "cancelled: replaced by a newer run (concurrency_policy: replace)"
 _LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
 # A job's updated_at is its version (the API's cache keeps the newest one it is
 # shown), so a write never moves it back: a writer's `now` is read before it takes
@@ -170,6 +175,9 @@ class SQLStorage:
             last_fired_at=None,
             created_at=now,
             updated_at=now,
+            misfire_policy=spec.misfire_policy,
+            misfire_grace_seconds=spec.misfire_grace_seconds,
+            concurrency_policy=spec.concurrency_policy,
         )
         async with self._writing_name(job.name), self._transaction() as connection:
             await connection.execute(sa.insert(jobs).values(job_values(job)))
@@ -336,21 +344,87 @@ class SQLStorage:
             .with_for_update(skip_locked=True)
         )
         async with self._transaction() as connection:
-            rows = (await connection.execute(due)).mappings().all()
+            due_jobs = [job_from_row(row) for row in (await connection.execute(due)).mappings()]
+            if not due_jobs:
+                return []
+            active = await self._lock_active_runs(
+                connection,
+                [
+                    job.id
+                    for job in due_jobs
+                    if job.concurrency_policy is not ConcurrencyPolicy.ALLOW
+                ],
+            )
             new_runs: list[dict[str, Any]] = []
             job_changes: list[dict[str, Any]] = []
-            for row in rows:
-                job = job_from_row(row)
+            replaced: list[uuid.UUID] = []
+            for job in due_jobs:
                 fire_plan = plan(job)
+                decision = apply_concurrency_policy(
+                    job.concurrency_policy, fire_plan.fire_times, active.get(job.id, [])
+                )
                 new_runs.extend(
                     _new_run_values(job, at, RunTrigger.SCHEDULE, now, published)
-                    for at in fire_plan.fire_times
+                    for at in decision.queued
                 )
+                new_runs.extend(
+                    _skipped_run_values(job, at, reason, now) for at, reason in decision.skipped
+                )
+                replaced.extend(decision.cancel)
                 job_changes.append(_advanced_job_values(job, fire_plan, now))
-            if not rows:
-                return []
             await connection.execute(_ADVANCE_JOB, job_changes)
+            await self._cancel_replaced_runs(connection, replaced)
             return await self._insert_runs(connection, new_runs)
+
+    async def _lock_active_runs(
+        self, connection: AsyncConnection, job_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ActiveRun]]:
+        """The queued/running/retrying runs of ``job_ids``, locked against workers' updates."""
+        if not job_ids:
+            return {}
+        query = (
+            sa.select(runs.c.id, runs.c.job_id, runs.c.status, runs.c.scheduled_for)
+            .where(runs.c.job_id.in_(job_ids), runs.c.status.in_(_ACTIVE))
+            .order_by(runs.c.scheduled_for)
+            .with_for_update()
+        )
+        active: dict[uuid.UUID, list[ActiveRun]] = {}
+        for run_id, job_id, status, scheduled_for in (await connection.execute(query)).all():
+            active.setdefault(job_id, []).append(
+                ActiveRun(run_id, RunStatus(status), _as_utc(scheduled_for, self._engine))
+            )
+        return active
+
+    async def _cancel_replaced_runs(
+        self, connection: AsyncConnection, run_ids: list[uuid.UUID]
+    ) -> None:
+        """``concurrency_policy: replace``: end the earlier runs; their workers lose the lease."""
+        if not run_ids:
+            return
+        await connection.execute(
+            sa.update(runs)
+            .where(runs.c.id.in_(run_ids), runs.c.status.in_(_ACTIVE))
+            .values(
+                status=RunStatus.CANCELLED.value,
+                lease_owner=None,
+                lease_expires_at=None,
+                finished_at=self._now(),
+                updated_at=self._now(),
+                last_error=_REPLACED_ERROR,
+            )
+        )
+        await connection.execute(
+            sa.update(attempts)
+            .where(
+                attempts.c.run_id.in_(run_ids),
+                attempts.c.status == AttemptStatus.RUNNING.value,
+            )
+            .values(
+                status=AttemptStatus.CANCELLED.value,
+                finished_at=self._now(),
+                error=_REPLACED_ERROR,
+            )
+        )
 
     async def _insert_runs(
         self, connection: AsyncConnection, values: list[dict[str, Any]]
@@ -676,6 +750,21 @@ def _new_run_values(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _skipped_run_values(
+    job: Job, scheduled_for: datetime, reason: str, now: datetime
+) -> dict[str, Any]:
+    """A fire time recorded but not run: final at once, never published."""
+    values = _new_run_values(job, scheduled_for, RunTrigger.SCHEDULE, now, published=True)
+    values.update(status=RunStatus.SKIPPED.value, finished_at=now, last_error=reason)
+    return values
+
+
+def _as_utc(value: Any, engine: AsyncEngine) -> datetime:
+    converted = UTCDateTime().process_result_value(value, engine.dialect)
+    assert converted is not None
+    return converted
 
 
 def _uuid_from_cursor(value: Any) -> uuid.UUID:

@@ -9,8 +9,10 @@ import sqlalchemy as sa
 from jobsched.core.models import (
     Attempt,
     AttemptStatus,
+    ConcurrencyPolicy,
     Job,
     JobStatus,
+    MisfirePolicy,
     RetryPolicy,
     Run,
     RunStatus,
@@ -37,6 +39,9 @@ def job_from_row(row: sa.RowMapping) -> Job:
         last_fired_at=row["last_fired_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        misfire_policy=MisfirePolicy(row["misfire_policy"]),
+        misfire_grace_seconds=row["misfire_grace_seconds"],
+        concurrency_policy=ConcurrencyPolicy(row["concurrency_policy"]),
     )
 
 
@@ -59,6 +64,9 @@ def job_values(job: Job) -> dict[str, Any]:
         "last_fired_at": job.last_fired_at,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "misfire_policy": job.misfire_policy.value,
+        "misfire_grace_seconds": job.misfire_grace_seconds,
+        "concurrency_policy": job.concurrency_policy.value,
     }
 
 

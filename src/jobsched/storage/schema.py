@@ -70,6 +70,9 @@ jobs = sa.Table(
     sa.Column("last_fired_at", UTCDateTime(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("misfire_policy", sa.String(16), nullable=False, server_default="coalesce"),
+    sa.Column("misfire_grace_seconds", sa.Float(), nullable=True),
+    sa.Column("concurrency_policy", sa.String(16), nullable=False, server_default="allow"),
     # The scheduler's hot query: due active jobs by time. Partial, so a tick costs O(due jobs).
     sa.Index(
         "ix_jobs_due",
