@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from jobsched.config.settings import Settings
 from jobsched.core.errors import ConfigurationError
-from jobsched.core.models import Job, JobStatus, RetryPolicy
+from jobsched.core.models import ConcurrencyPolicy, Job, JobStatus, MisfirePolicy, RetryPolicy
 from jobsched.monitoring.metrics import CACHE_REQUESTS, CACHE_WRITE_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,9 @@ def job_to_json(job: Job) -> str:
             "last_fired_at": _time_text(job.last_fired_at),
             "created_at": job.created_at.isoformat(),
             "updated_at": job.updated_at.isoformat(),
+            "misfire_policy": job.misfire_policy.value,
+            "misfire_grace_seconds": job.misfire_grace_seconds,
+            "concurrency_policy": job.concurrency_policy.value,
         },
         separators=(",", ":"),
     )
@@ -152,6 +155,9 @@ def job_from_json(text: str | bytes) -> Job:
         last_fired_at=_time(data["last_fired_at"]),
         created_at=_required_time(data["created_at"]),
         updated_at=_required_time(data["updated_at"]),
+        misfire_policy=MisfirePolicy(data["misfire_policy"]),
+        misfire_grace_seconds=data["misfire_grace_seconds"],
+        concurrency_policy=ConcurrencyPolicy(data["concurrency_policy"]),
     )
 
 

@@ -77,6 +77,9 @@ def spec_from_create(request: JobCreate, settings: Settings) -> JobSpec:
         priority=request.priority,
         timeout_seconds=timeout_seconds,
         retry=retry,
+        misfire_policy=request.misfire_policy,
+        misfire_grace_seconds=request.misfire_grace_seconds,
+        concurrency_policy=request.concurrency_policy,
     )
 
 
@@ -131,6 +134,19 @@ def _rescheduled(job: Job, timing: Timing, now: datetime) -> Job:
     )
 
 
+_PATCHABLE_AS_GIVEN = (
+    "name",
+    "type",
+    "payload",
+    "queue",
+    "priority",
+    "timeout_seconds",
+    "misfire_policy",
+    "misfire_grace_seconds",
+    "concurrency_policy",
+)
+
+
 def patch_edit(patch: JobPatch, now: datetime) -> Callable[[Job], Job]:
     """The edit ``PATCH /jobs/{id}`` applies to the locked job (see ``Storage.update_job``)."""
 
@@ -143,7 +159,7 @@ def patch_edit(patch: JobPatch, now: datetime) -> Callable[[Job], Job]:
         else:
             job = dataclasses.replace(job, timezone=timing.timezone)
         changes: dict[str, object] = {"updated_at": now}
-        for field in ("name", "type", "payload", "queue", "priority", "timeout_seconds"):
+        for field in _PATCHABLE_AS_GIVEN:
             if field in given:
                 changes[field] = getattr(patch, field)
         if patch.retry is not None:

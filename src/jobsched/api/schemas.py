@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from jobsched.core.models import (
     Attempt,
     AttemptStatus,
+    ConcurrencyPolicy,
     Job,
     JobStatus,
+    MisfirePolicy,
     RetryPolicy,
     Run,
     RunStatus,
@@ -38,6 +40,7 @@ TimezoneName = Annotated[str, Field(min_length=1, max_length=64)]
 RunAtText = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]
 Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 TimeoutSeconds = Annotated[float, Field(gt=0)]
+MisfireGraceSeconds = Annotated[float, Field(ge=0)]
 Payload = dict[str, Any]
 
 
@@ -74,9 +77,22 @@ class JobCreate(RequestModel):
     # Omitted: the configured default; null: no timeout at all.
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryRequest | None = None
+    misfire_policy: MisfirePolicy = MisfirePolicy.COALESCE
+    # Omitted or null: the scheduler's default (scheduler.misfire_grace_seconds).
+    misfire_grace_seconds: MisfireGraceSeconds | None = None
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
 
 
-_NOT_NULLABLE_IN_PATCH = ("type", "timezone", "payload", "queue", "priority", "retry")
+_NOT_NULLABLE_IN_PATCH = (
+    "type",
+    "timezone",
+    "payload",
+    "queue",
+    "priority",
+    "retry",
+    "misfire_policy",
+    "concurrency_policy",
+)
 
 
 class JobPatch(RequestModel):
@@ -96,6 +112,9 @@ class JobPatch(RequestModel):
     priority: Priority | None = None
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryRequest | None = None
+    misfire_policy: MisfirePolicy | None = None
+    misfire_grace_seconds: MisfireGraceSeconds | None = None
+    concurrency_policy: ConcurrencyPolicy | None = None
 
     @field_validator(*_NOT_NULLABLE_IN_PATCH)
     @classmethod
@@ -130,6 +149,9 @@ class JobOut(BaseModel):
     priority: int
     timeout_seconds: float | None
     retry: RetryOut
+    misfire_policy: MisfirePolicy
+    misfire_grace_seconds: float | None
+    concurrency_policy: ConcurrencyPolicy
     status: JobStatus
     next_run_at: datetime | None
     last_fired_at: datetime | None
@@ -150,6 +172,9 @@ class JobOut(BaseModel):
             priority=job.priority,
             timeout_seconds=job.timeout_seconds,
             retry=RetryOut.from_policy(job.retry),
+            misfire_policy=job.misfire_policy,
+            misfire_grace_seconds=job.misfire_grace_seconds,
+            concurrency_policy=job.concurrency_policy,
             status=job.status,
             next_run_at=job.next_run_at,
             last_fired_at=job.last_fired_at,

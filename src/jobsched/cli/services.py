@@ -25,6 +25,7 @@ from jobsched.queue import DatabaseQueue, RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
+from jobsched.storage.leadership import leadership_for
 from jobsched.storage.migrate import upgrade_to_head
 from jobsched.storage.notifications import JOBS_CHANNEL, RUNS_CHANNEL, NotificationListener
 from jobsched.storage.urls import parse_database_url
@@ -126,7 +127,13 @@ def _listen(
 def _scheduler(
     settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack
 ) -> Scheduler:
-    scheduler = Scheduler(storage, queue, settings.scheduler)
+    scheduler = Scheduler(
+        storage,
+        queue,
+        settings.scheduler,
+        retention=settings.retention,
+        leadership=leadership_for(parse_database_url(settings.database.url)),
+    )
     _listen(settings, stack, JOBS_CHANNEL, scheduler.on_jobs_changed)
     return scheduler
 

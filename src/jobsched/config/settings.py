@@ -135,6 +135,14 @@ class JobDefaults(Section):
     retry: RetrySettings = Field(default_factory=RetrySettings)
 
 
+class RetentionSettings(Section):
+    # Finished runs (and their attempts) older than this are deleted by the
+    # scheduler that leads housekeeping, in batches of batch_size.
+    days: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    interval_seconds: float = Field(default=60.0, gt=0)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -156,6 +164,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobDefaults = Field(default_factory=JobDefaults)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

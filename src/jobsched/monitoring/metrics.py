@@ -43,6 +43,10 @@ RUNS_RESCUED = Counter(
 SCHEDULER_TICK_SECONDS = Histogram(
     "scheduler_tick_seconds", "Wall time of one scheduler tick (claim, insert, publish)."
 )
+SCHEDULER_LEADER = Gauge(
+    "scheduler_leader", "1 while this scheduler replica leads housekeeping, else 0."
+)
+RUNS_PRUNED = Counter("scheduler_runs_pruned", "Finished runs deleted by retention.")
 QUEUE_DEPTH = Gauge("queue_depth", "Runs waiting to be claimed, per queue.", ("queue",))
 
 HTTP_REQUESTS = Counter("api_requests", "API requests answered.", ("method", "route", "status"))

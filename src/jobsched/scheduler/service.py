@@ -26,13 +26,15 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from jobsched.config.settings import SchedulerSettings
+from jobsched.config.settings import RetentionSettings, SchedulerSettings
 from jobsched.core.errors import JobschedError
 from jobsched.core.models import Job, Run, RunStatus
 from jobsched.core.planning import FirePlan, plan_due_job
 from jobsched.monitoring import metrics
 from jobsched.queue.base import RunQueue
+from jobsched.scheduler.housekeeping import Housekeeper
 from jobsched.storage.base import Storage
+from jobsched.storage.leadership import Leadership
 
 logger = logging.getLogger("jobsched.scheduler")
 
@@ -45,14 +47,24 @@ _LOSS_CHECK_INTERVAL_SECONDS = 1.0
 
 
 class Scheduler:
-    def __init__(self, storage: Storage, queue: RunQueue, settings: SchedulerSettings) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        queue: RunQueue,
+        settings: SchedulerSettings,
+        *,
+        retention: RetentionSettings | None = None,
+        leadership: Leadership | None = None,
+    ) -> None:
         self._storage = storage
         self._queue = queue
         self._settings = settings
+        self._housekeeper = Housekeeper(
+            storage, queue, settings, retention or RetentionSettings(), leadership
+        )
         self._misfire_limits = settings.misfire_limits()
         self._stopping = asyncio.Event()
         self._woken = asyncio.Event()
-        self._next_rescue_monotonic = 0.0
         self._next_loss_check_monotonic = 0.0
         self._broker_lost_messages = False
         # Epoch seconds of the planned wake-up; NOTIFYs about later times are ignored.
@@ -93,6 +105,7 @@ class Scheduler:
                 outbox.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await outbox
+        await self._housekeeper.close()
         logger.info("scheduler stopped")
 
     async def _fire_loop(self) -> None:
@@ -104,7 +117,7 @@ class Scheduler:
             self._wake_deadline_epoch = math.inf
             try:
                 fired = await self.tick()
-                await self._housekeeping()
+                await self._housekeeper.run_due_duties()
                 error_backoff_seconds = 0.1
             except JobschedError as error:
                 logger.warning("scheduler tick failed, retrying: %s", error)
@@ -171,25 +184,6 @@ class Scheduler:
                 continue
             metrics.RUNS_FIRED.labels(queue=run.queue).inc()
             metrics.SCHEDULER_LAG.observe(max((now - run.scheduled_for).total_seconds(), 0.0))
-
-    async def _housekeeping(self) -> None:
-        if time.monotonic() < self._next_rescue_monotonic:
-            return
-        self._next_rescue_monotonic = time.monotonic() + self._settings.rescue_interval_seconds
-        report = await self._storage.rescue_expired_leases(self._settings.batch_size)
-        if report.requeued and self._queue.commits_are_publishes:
-            await self._queue.publish(report.requeued)
-        # With a broker, rescued runs are unpublished again and the outbox sends them.
-        metrics.RUNS_RESCUED.labels(outcome="requeued").inc(len(report.requeued))
-        metrics.RUNS_RESCUED.labels(outcome="dead").inc(len(report.dead))
-        if report.requeued or report.dead:
-            logger.warning(
-                "rescued runs with expired leases: %d requeued, %d dead",
-                len(report.requeued),
-                len(report.dead),
-            )
-        for queue_name, depth in (await self._queue.depth()).items():
-            metrics.QUEUE_DEPTH.labels(queue=queue_name).set(depth)
 
     async def _recover_lost_messages(self) -> None:
         """Republish every waiting run if the broker lost its messages (checked ~1/s).

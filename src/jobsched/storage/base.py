@@ -162,6 +162,13 @@ class Storage(Protocol):
     async def mark_waiting_unpublished(self) -> int:
         """Mark every ``queued``/``retrying`` run unpublished (the broker lost its messages)."""
 
+    async def prune_history(self, finished_before: datetime, batch_size: int) -> int:
+        """Delete up to ``batch_size`` finished runs (with their attempts) older than given.
+
+        Bounded so each call is one short transaction; call again while it returns
+        ``batch_size``. Jobs and active runs are never touched.
+        """
+
     async def ready_run_counts(self) -> dict[str, int]:
         """Runs ``queued`` or ``retrying`` per queue name."""
 

@@ -32,6 +32,7 @@ from jobsched.core.ids import new_id
 from jobsched.core.models import (
     ACTIVE_RUN_STATUSES,
     CLAIMABLE_RUN_STATUSES,
+    FINAL_RUN_STATUSES,
     Attempt,
     AttemptStatus,
     ConcurrencyPolicy,
@@ -53,6 +54,7 @@ from jobsched.storage.urls import DatabaseURL, parse_database_url
 
 _CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
 _ACTIVE = [status.value for status in ACTIVE_RUN_STATUSES]
+_FINAL = [status.value for status in FINAL_RUN_STATUSES]
 _REPLACED_ERROR = "cancelled: replaced by a newer run (concurrency_policy: replace)"
 _LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
 # A job's updated_at is its version (the API's cache keeps the newest one it is
@@ -485,6 +487,19 @@ class SQLStorage:
         )
         async with self._transaction() as connection:
             return (await connection.execute(statement)).rowcount
+
+    async def prune_history(self, finished_before: datetime, batch_size: int) -> int:
+        oldest = (
+            sa.select(runs.c.id)
+            .where(runs.c.status.in_(_FINAL), runs.c.finished_at < finished_before)
+            .order_by(runs.c.finished_at)
+            .limit(batch_size)
+        )
+        if self.dialect == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        async with self._transaction() as connection:
+            result = await connection.execute(sa.delete(runs).where(runs.c.id.in_(oldest)))
+        return result.rowcount
 
     async def ready_run_counts(self) -> dict[str, int]:
         query = (

@@ -134,6 +134,13 @@ runs = sa.Table(
         sqlite_where=sa.text("status = 'running'"),
     ),
     sa.Index("ix_runs_status", "status"),
+    # History pruning: the oldest finished runs first.
+    sa.Index(
+        "ix_runs_finished",
+        "finished_at",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+        sqlite_where=sa.text("finished_at IS NOT NULL"),
+    ),
 )
 
 attempts = sa.Table(
