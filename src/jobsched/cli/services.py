@@ -187,7 +187,13 @@ async def serve_standalone(settings: Settings) -> None:
         storage, queue = await _open_backends(settings, stack)
         worker = _worker(settings, storage, queue, stack)
         scheduler = _scheduler(settings, storage, queue, stack)
-        app = create_app(storage, queue, settings, cache=_job_cache(settings, stack))
+        app = create_app(
+            storage,
+            queue,
+            settings,
+            cache=_job_cache(settings, stack),
+            on_jobs_changed=scheduler.wake,
+        )
         api = ApiServer(app, settings.api.host, settings.api.port)
         logger.info(
             "jobsched standalone on http://%s:%d (database %s)",

@@ -33,6 +33,7 @@ async def create_job(body: JobCreate, services: ServicesDependency, response: Re
     spec = spec_from_create(body, services.settings)
     now = await services.storage.now()
     job = await services.storage.create_job(spec, next_run_at=first_run_of(spec, now), now=now)
+    services.on_jobs_changed()
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobOut.from_job(job)
 
@@ -74,6 +75,7 @@ async def patch_job(job_id: JobId, body: JobPatch, services: ServicesDependency)
     now = await services.storage.now()
     job = await services.storage.update_job(job_id, patch_edit(body, now))
     await services.cache.store(job)
+    services.on_jobs_changed()
     return JobOut.from_job(job)
 
 
@@ -117,4 +119,5 @@ async def resume_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     now = await services.storage.now()
     job = await services.storage.update_job(job_id, resume_edit(now))
     await services.cache.store(job)
+    services.on_jobs_changed()
     return JobOut.from_job(job)
