@@ -46,6 +46,29 @@ class AttemptOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """What a worker process says about itself when it registers."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    handler_types: list[str]
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A registered worker as stored, with its heartbeat (database clock)."""
+
+    info: WorkerInfo
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    runs_in_progress: int
+
+
+@dataclass(frozen=True, slots=True)
 class RescueReport:
     requeued: list[Run] = field(default_factory=list)
     dead: list[Run] = field(default_factory=list)
