@@ -28,7 +28,8 @@ HANDLER_TYPE = "short_sleep"
 # Enough attempts that being caught by kills (or a broker restart) never makes a run dead.
 MAX_ATTEMPTS = 20
 WORKER_CONCURRENCY = 20
-LOG_TAIL_LINES = 25
+LOG_TAIL_LINES = 5
+LOG_PROBLEM_LINES = 15
 
 
 def deployment_env(database_url: str, backend: str, namespace: str) -> dict[str, str]:
@@ -43,7 +44,7 @@ def deployment_env(database_url: str, backend: str, namespace: str) -> dict[str,
         "JOBSCHED_QUEUE_REDIS_RECLAIM_IDLE_SECONDS": "2",
         "JOBSCHED_QUEUE_RECONNECT_BACKOFF_MAX_SECONDS": "1",
         "JOBSCHED_METRICS_PORT": "0",
-        "PYTHONPATH": "/tmp/probe/sabotage:" + str(E2E_DIRECTORY),
+        "PYTHONPATH": str(E2E_DIRECTORY),
     }
     queue_url = BACKEND_URLS[backend]
     if queue_url is not None:
@@ -127,12 +128,27 @@ class Deployment:
         self.workers = []
         return exit_codes
 
+    def log_lines_containing(self, text: str) -> list[str]:
+        """Lines of every process's log (killed ones included) that contain ``text``."""
+        return [
+            f"{process.log_path.name}: {line}"
+            for process in [*self.finished, *self.running()]
+            for line in process.log().splitlines()
+            if text in line
+        ]
+
     def log_tails(self) -> str:
-        """The last lines of every process's log, for a failure message."""
+        """Per process log: its last warnings and errors, then its last lines."""
         sections = []
         for process in [*self.finished, *self.running()]:
-            lines = process.log().splitlines()[-LOG_TAIL_LINES:]
-            sections.append(f"--- {process.log_path.name} ---\n" + "\n".join(lines))
+            lines = process.log().splitlines()
+            problems = [line for line in lines if " WARNING " in line or " ERROR " in line]
+            sections.append(
+                f"--- {process.log_path.name}: last warnings and errors ---\n"
+                + "\n".join(problems[-LOG_PROBLEM_LINES:])
+                + f"\n--- {process.log_path.name}: last lines ---\n"
+                + "\n".join(lines[-LOG_TAIL_LINES:])
+            )
         return "\n".join(sections)
 
 
