@@ -9,6 +9,7 @@ on SQLite.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import subprocess
@@ -21,7 +22,9 @@ import httpx
 import psycopg
 import pytest
 
+from jobsched.storage.database import SQLStorage
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.e2e.broker_services import purge_broker_namespace
 from tests.e2e.hook_server import HookServer, hook_server
 from tests.e2e.processes import JOBSCHED, JobschedProcess, free_port, metric_value, wait_until
 from tests.queue_backends import BACKEND_URLS, BACKENDS
@@ -84,15 +87,31 @@ def _completed_count(metrics_url: str) -> float:
     return metric_value(httpx.get(metrics_url).text, "jobs_completed_total", type="http")
 
 
+@pytest.fixture
+def broker_namespace(empty_postgres_url: str) -> Iterator[str]:
+    """A broker namespace of this test's own, purged from Redis and RabbitMQ afterwards."""
+    namespace = f"e2e-{uuid.uuid4().hex[:12]}"
+    yield namespace
+
+    async def purge() -> None:
+        storage = SQLStorage.from_url(empty_postgres_url)
+        try:
+            await purge_broker_namespace(namespace, ["default"], storage)
+        finally:
+            await storage.close()
+
+    asyncio.run(purge())
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_separate_processes_on_postgres(
-    backend: str, empty_postgres_url: str, tmp_path: Path
+    backend: str, empty_postgres_url: str, broker_namespace: str, tmp_path: Path
 ) -> None:
     api_port, scheduler_metrics, worker_metrics = free_port(), free_port(), free_port()
     env = {
         "JOBSCHED_DATABASE_URL": empty_postgres_url,
         "JOBSCHED_QUEUE_URL": BACKEND_URLS[backend] or "",
-        "JOBSCHED_QUEUE_NAMESPACE": f"e2e-{uuid.uuid4().hex[:12]}",
+        "JOBSCHED_QUEUE_NAMESPACE": broker_namespace,
         "JOBSCHED_API_PORT": str(api_port),
         "JOBSCHED_LOGGING_LEVEL": "DEBUG",
     }
