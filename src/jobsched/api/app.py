@@ -11,7 +11,7 @@ from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
 from jobsched.api.middleware import RequestAccountingMiddleware
 from jobsched.api.problems import install_problem_handlers
-from jobsched.api.routes import health, jobs, runs, schedules
+from jobsched.api.routes import health, jobs, runs, schedules, workers
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
@@ -60,6 +60,6 @@ def create_app(
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)
     app.add_middleware(RequestAccountingMiddleware)
-    for router in (jobs.router, runs.router, schedules.router, health.router):
+    for router in (jobs.router, runs.router, workers.router, schedules.router, health.router):
         app.include_router(router)
     return app

@@ -27,6 +27,7 @@ from jobsched.core.models import (
     RunStatus,
     RunTrigger,
 )
+from jobsched.storage.base import WorkerRecord
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 PRIORITY_MIN = -100
@@ -270,6 +271,45 @@ class JobPage(BaseModel):
 class RunPage(BaseModel):
     items: list[RunOut]
     next_cursor: str | None
+
+
+WorkerStatus = Literal["alive", "gone"]
+
+
+class WorkerOut(BaseModel):
+    """A registered worker; ``status`` is decided by the API from its heartbeat's age."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    handler_types: list[str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    runs_in_progress: int
+    status: WorkerStatus
+
+    @classmethod
+    def from_record(cls, record: WorkerRecord, status: WorkerStatus) -> WorkerOut:
+        return cls(
+            id=record.info.id,
+            host=record.info.host,
+            pid=record.info.pid,
+            queues=record.info.queues,
+            handler_types=record.info.handler_types,
+            concurrency=record.info.concurrency,
+            started_at=record.started_at,
+            heartbeat_at=record.heartbeat_at,
+            stopped_at=record.stopped_at,
+            runs_in_progress=record.runs_in_progress,
+            status=status,
+        )
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerOut]
 
 
 class SchedulePreview(BaseModel):

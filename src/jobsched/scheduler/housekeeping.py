@@ -78,7 +78,7 @@ class Housekeeper:
             )
 
     async def prune_history(self) -> int:
-        """Delete finished runs older than ``retention.days``, batch by batch."""
+        """Delete finished runs, and workers gone, older than ``retention.days``, batch by batch."""
         cutoff = await self._storage.now() - timedelta(days=self._retention.days)
         pruned = 0
         while True:
@@ -89,6 +89,8 @@ class Housekeeper:
         if pruned:
             metrics.RUNS_PRUNED.inc(pruned)
             logger.info("pruned %d runs finished before %s", pruned, cutoff.isoformat())
+        # Worker records of processes gone that long go too.
+        await self._storage.prune_workers(cutoff)
         return pruned
 
     async def _export_queue_depth(self) -> None:

@@ -229,3 +229,78 @@ class Storage(Protocol):
         Returns, per outcome, whether it was accepted. A refused outcome (lease lost,
         run rescued by another worker) changes nothing.
         """
+
+    async def release_runs(
+        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]]
+    ) -> list[Run]:
+        """Hand back runs a stopping worker holds but will not finish; the attempt is not counted.
+
+        Called at shutdown (for runs claimed but not started, say), so they go to
+        another worker at once instead of waiting for their lease to expire. Fenced
+        like ``finish_attempts``: only runs still ``running`` under ``worker_id``'s
+        lease at the given attempt are released; any other pair is ignored. Each
+        released run goes back to ``queued`` (``retrying`` if an earlier attempt was
+        counted) with ``attempt`` decremented, that attempt's row deleted, ``not_before``
+        now, the lease cleared and ``published_at`` cleared (the outbox publishes it
+        again). Atomic; returns the released runs.
+        """
+
+    # --- operators ------------------------------------------------------------
+
+    async def cancel_run(self, run_id: uuid.UUID) -> Run:
+        """Cancel a run that has not finished; return it ``cancelled``.
+
+        ``queued``/``retrying``: cancelled before any further attempt (a broker's
+        delivery of it is then refused at claim time). ``running``: the lease is cleared
+        and the running attempt ends ``cancelled``; the worker holding it learns at its
+        next heartbeat (the lease is not renewed) and its outcome is refused. One
+        transaction on the locked row. ``NotFoundError`` for an unknown run;
+        ``ConflictError("status")`` for a finished one, and nothing is written.
+        """
+
+    async def retry_run(self, run_id: uuid.UUID) -> Run:
+        """Queue a ``dead`` or ``cancelled`` run again, with a fresh attempt budget.
+
+        The run becomes ``queued``, due now (``not_before``), unpublished (the caller or
+        the outbox publishes it), unleased, not finished; ``attempt`` keeps counting
+        and its ``max_attempts`` becomes ``attempt`` plus the run's original
+        ``max_attempts``. ``NotFoundError`` for an unknown run; ``ConflictError("status")``
+        for any other status, and nothing is written.
+        """
+
+    # --- worker registry ----------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> WorkerRecord:
+        """Record a starting worker (started and heartbeat now, database clock).
+
+        Registering an id again (a restarted worker) replaces its record: not stopped,
+        no runs in progress.
+        """
+
+    async def worker_heartbeat(self, worker_id: str, runs_in_progress: int) -> bool:
+        """Note that the worker is alive (database clock) and how many runs it holds.
+
+        Returns False, writing nothing, if no worker ``worker_id`` is registered (its
+        record was pruned): the caller registers again.
+        """
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Mark the worker stopped (now, no runs in progress); an unknown id is ignored.
+
+        The record stays for inspection until ``prune_workers`` deletes it.
+        """
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        """Every registered worker, stopped ones included, newest start first.
+
+        Whether a silent worker counts as gone is the caller's decision (its heartbeat
+        age against a threshold); storage only reports the records.
+        """
+
+    async def prune_workers(self, last_seen_before: datetime) -> int:
+        """Delete the records of workers last seen before the given time; return how many.
+
+        A worker's last sign of life is its ``stopped_at`` if it stopped, else its
+        ``heartbeat_at`` (a killed worker never stops). Live workers heartbeat, so
+        they are never pruned by a time older than their heartbeat interval.
+        """

@@ -45,11 +45,24 @@ from jobsched.core.models import (
     RunTrigger,
 )
 from jobsched.core.planning import FirePlan
-from jobsched.storage.base import AttemptOutcome, JobFilter, RescueReport
+from jobsched.storage.base import (
+    AttemptOutcome,
+    JobFilter,
+    RescueReport,
+    WorkerInfo,
+    WorkerRecord,
+)
 from jobsched.storage.migrate import current_revision, head_revision
 from jobsched.storage.pagination import decode_cursor, encode_cursor
-from jobsched.storage.rows import attempt_from_row, job_from_row, job_values, run_from_row
-from jobsched.storage.schema import UTCDateTime, attempts, jobs, runs
+from jobsched.storage.rows import (
+    attempt_from_row,
+    job_from_row,
+    job_values,
+    run_from_row,
+    worker_from_row,
+    worker_info_values,
+)
+from jobsched.storage.schema import UTCDateTime, attempts, jobs, runs, workers
 from jobsched.storage.urls import DatabaseURL, parse_database_url
 
 _CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
@@ -57,6 +70,11 @@ _ACTIVE = [status.value for status in ACTIVE_RUN_STATUSES]
 _FINAL = [status.value for status in FINAL_RUN_STATUSES]
 _REPLACED_ERROR = "cancelled: replaced by a newer run (concurrency_policy: replace)"
 _LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
+_CANCELLED_ERROR = "cancelled by request"
+_RETRYABLE_RUN_STATUSES = frozenset({RunStatus.DEAD, RunStatus.CANCELLED})
+# Kept in a run's retry policy JSON by retry_run: the max_attempts the run was created
+# with, so each manual retry grants that many attempts again (not twice as many).
+_ORIGINAL_MAX_ATTEMPTS = "original_max_attempts"
 # A job's updated_at is its version (the API's cache keeps the newest one it is
 # shown), so a write never moves it back: a writer's `now` is read before it takes
 # the row lock, and another writer may have committed a later one meanwhile.
@@ -715,6 +733,174 @@ class SQLStorage:
             .values(status=status.value, finished_at=self._now(), error=error, result=result)
         )
 
+    async def release_runs(
+        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]]
+    ) -> list[Run]:
+        if not held:
+            return []
+        # Locked in id order, as renew_leases and finish_attempts lock them (no deadlock).
+        still_held = (
+            sa.select(runs.c.id)
+            .where(
+                sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
+                runs.c.lease_owner == worker_id,
+                runs.c.status == RunStatus.RUNNING.value,
+            )
+            .order_by(runs.c.id)
+            .with_for_update()
+        )
+        counted_before = runs.c.attempt > 1
+        release = (
+            sa.update(runs)
+            .where(runs.c.id.in_(still_held))
+            .values(
+                status=sa.case(
+                    (counted_before, RunStatus.RETRYING.value), else_=RunStatus.QUEUED.value
+                ),
+                attempt=runs.c.attempt - 1,
+                # started_at is the first counted attempt's start: none is left if this was it.
+                started_at=sa.case((counted_before, runs.c.started_at), else_=sa.null()),
+                lease_owner=None,
+                lease_expires_at=None,
+                not_before=self._now(),
+                updated_at=self._now(),
+                published_at=None,
+                last_error=f"handed back by worker {worker_id} at shutdown (attempt not counted)",
+            )
+            .returning(runs)
+        )
+        async with self._transaction() as connection:
+            released = [run_from_row(row) for row in (await connection.execute(release)).mappings()]
+            if released:
+                uncounted = [(run.id, run.attempt + 1) for run in released]
+                await connection.execute(
+                    sa.delete(attempts).where(
+                        sa.tuple_(attempts.c.run_id, attempts.c.attempt).in_(uncounted)
+                    )
+                )
+        return released
+
+    # --- operators ---------------------------------------------------------------
+
+    async def _locked_run_row(
+        self, connection: AsyncConnection, run_id: uuid.UUID
+    ) -> sa.RowMapping:
+        query = sa.select(runs).where(runs.c.id == run_id).with_for_update()
+        row = (await connection.execute(query)).mappings().first()
+        if row is None:
+            raise NotFoundError("run", run_id)
+        return row
+
+    async def cancel_run(self, run_id: uuid.UUID) -> Run:
+        async with self._transaction() as connection:
+            run = run_from_row(await self._locked_run_row(connection, run_id))
+            if run.status.is_final:
+                raise ConflictError(
+                    "status",
+                    f"the run is {run.status.value}; only a queued, retrying or running run "
+                    "can be cancelled",
+                )
+            cancelled = await connection.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunStatus.CANCELLED.value,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=self._now(),
+                    updated_at=self._now(),
+                    last_error=_CANCELLED_ERROR,
+                )
+                .returning(runs)
+            )
+            if run.status is RunStatus.RUNNING:
+                await self._end_attempt(
+                    connection,
+                    run_id,
+                    run.attempt,
+                    status=AttemptStatus.CANCELLED,
+                    error=_CANCELLED_ERROR,
+                    result=None,
+                )
+            return run_from_row(cancelled.mappings().one())
+
+    async def retry_run(self, run_id: uuid.UUID) -> Run:
+        async with self._transaction() as connection:
+            row = await self._locked_run_row(connection, run_id)
+            status = RunStatus(row["status"])
+            if status not in _RETRYABLE_RUN_STATUSES:
+                raise ConflictError(
+                    "status",
+                    f"the run is {status.value}; only a dead or cancelled run can be retried",
+                )
+            retried = await connection.execute(
+                sa.update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunStatus.QUEUED.value,
+                    retry=_with_fresh_attempt_budget(row["retry"], row["attempt"]),
+                    not_before=self._now(),
+                    updated_at=self._now(),
+                    finished_at=None,
+                    published_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+                .returning(runs)
+            )
+            return run_from_row(retried.mappings().one())
+
+    # --- worker registry -----------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> WorkerRecord:
+        now = self._now()  # one instant for both (on SQLite each call reads the clock)
+        values = {
+            **worker_info_values(info),
+            "started_at": now,
+            "heartbeat_at": now,
+            "stopped_at": None,
+            "runs_in_progress": 0,
+        }
+        insert = self._insert(workers).values(values)
+        # A restarted worker that keeps its id (a configured worker.id) starts afresh.
+        upsert = insert.on_conflict_do_update(
+            index_elements=["id"],
+            set_={name: insert.excluded[name] for name in values if name != "id"},
+        ).returning(workers)
+        async with self._transaction() as connection:
+            row = (await connection.execute(upsert)).mappings().one()
+        return worker_from_row(row)
+
+    async def worker_heartbeat(self, worker_id: str, runs_in_progress: int) -> bool:
+        statement = (
+            sa.update(workers)
+            .where(workers.c.id == worker_id)
+            .values(heartbeat_at=self._now(), runs_in_progress=runs_in_progress)
+        )
+        async with self._transaction() as connection:
+            return (await connection.execute(statement)).rowcount == 1
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        statement = (
+            sa.update(workers)
+            .where(workers.c.id == worker_id)
+            .values(stopped_at=self._now(), runs_in_progress=0)
+        )
+        async with self._transaction() as connection:
+            await connection.execute(statement)
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        query = sa.select(workers).order_by(workers.c.started_at.desc(), workers.c.id)
+        async with self._transaction() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [worker_from_row(row) for row in rows]
+
+    async def prune_workers(self, last_seen_before: datetime) -> int:
+        last_seen = sa.func.coalesce(workers.c.stopped_at, workers.c.heartbeat_at)
+        statement = sa.delete(workers).where(last_seen < last_seen_before)
+        async with self._transaction() as connection:
+            return (await connection.execute(statement)).rowcount
+
 
 _ADVANCE_JOB = (
     sa.update(jobs)
@@ -726,6 +912,12 @@ _ADVANCE_JOB = (
         updated_at=sa.bindparam("new_updated_at"),
     )
 )
+
+
+def _with_fresh_attempt_budget(retry: dict[str, Any], attempt: int) -> dict[str, Any]:
+    """``retry`` allowing as many attempts after ``attempt`` as the run first had."""
+    original = int(retry.get(_ORIGINAL_MAX_ATTEMPTS, retry["max_attempts"]))
+    return {**retry, "max_attempts": attempt + original, _ORIGINAL_MAX_ATTEMPTS: original}
 
 
 def _later_version(previous: datetime, proposed: datetime) -> datetime:

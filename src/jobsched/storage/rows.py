@@ -18,6 +18,7 @@ from jobsched.core.models import (
     RunStatus,
     RunTrigger,
 )
+from jobsched.storage.base import WorkerInfo, WorkerRecord
 
 
 def job_from_row(row: sa.RowMapping) -> Job:
@@ -109,3 +110,31 @@ def attempt_from_row(row: sa.RowMapping) -> Attempt:
         error=row["error"],
         result=row["result"],
     )
+
+
+def worker_from_row(row: sa.RowMapping) -> WorkerRecord:
+    return WorkerRecord(
+        info=WorkerInfo(
+            id=row["id"],
+            host=row["host"],
+            pid=row["pid"],
+            queues=list(row["queues"]),
+            handler_types=list(row["handler_types"]),
+            concurrency=row["concurrency"],
+        ),
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        stopped_at=row["stopped_at"],
+        runs_in_progress=row["runs_in_progress"],
+    )
+
+
+def worker_info_values(info: WorkerInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "queues": list(info.queues),
+        "handler_types": list(info.handler_types),
+        "concurrency": info.concurrency,
+    }

@@ -157,3 +157,20 @@ attempts = sa.Table(
     sa.Column("result", Json, nullable=True),
     sa.UniqueConstraint("run_id", "attempt"),
 )
+
+# The worker registry: what each worker process said about itself, and its last
+# heartbeat (database clock). Operators read it through ``GET /workers``.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("queues", Json, nullable=False),
+    sa.Column("handler_types", Json, nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("stopped_at", UTCDateTime(), nullable=True),
+    sa.Column("runs_in_progress", sa.Integer(), nullable=False),
+)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Annotated
 
@@ -17,13 +16,12 @@ from jobsched.api.job_changes import (
     resume_edit,
     spec_from_create,
 )
+from jobsched.api.publishing import publish_committed_run
 from jobsched.api.schemas import PROBLEM_RESPONSES, JobCreate, JobOut, JobPage, JobPatch, RunOut
-from jobsched.core.errors import QueueError
 from jobsched.core.models import JobStatus
 from jobsched.storage.base import JobFilter
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
-logger = logging.getLogger(__name__)
 
 JobId = Annotated[uuid.UUID, Path(alias="id", description="The job's id (a UUID).")]
 
@@ -90,16 +88,9 @@ async def delete_job(job_id: JobId, services: ServicesDependency) -> Response:
 @router.post("/{id}/trigger", status_code=status.HTTP_201_CREATED, summary="Run a job now")
 async def trigger_job(job_id: JobId, services: ServicesDependency, response: Response) -> RunOut:
     """Create a manual run, due now, whatever the job's status; its schedule is unchanged."""
-    queue = services.queue
-    run = await services.storage.trigger_job(job_id, published=queue.commits_are_publishes)
-    try:
-        await queue.publish([run])
-    except QueueError as error:
-        # The run is committed and unpublished: the outbox sweeper publishes it later.
-        logger.warning("run %s committed but not published yet: %s", run.id, error)
-    else:
-        if not queue.commits_are_publishes:
-            await services.storage.mark_published([run.id])
+    published = services.queue.commits_are_publishes
+    run = await services.storage.trigger_job(job_id, published=published)
+    await publish_committed_run(services, run)
     response.headers["Location"] = f"/runs/{run.id}"
     return RunOut.from_run(run)
 

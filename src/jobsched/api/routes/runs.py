@@ -1,4 +1,4 @@
-"""``/runs`` and ``/jobs/{id}/runs``: the runs of jobs and their attempts (read-only)."""
+"""``/runs`` and ``/jobs/{id}/runs``: the runs of jobs and their attempts; cancel and retry."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from jobsched.api.dependencies import PageDependency, ServicesDependency
+from jobsched.api.publishing import publish_committed_run
 from jobsched.api.schemas import PROBLEM_RESPONSES, RunDetailOut, RunOut, RunPage
 from jobsched.core.models import RunStatus
 
@@ -54,3 +55,26 @@ async def get_run(run_id: RunId, services: ServicesDependency) -> RunDetailOut:
     run = await services.storage.get_run(run_id)
     attempts = await services.storage.list_attempts(run_id)
     return RunDetailOut.from_run_and_attempts(run, attempts)
+
+
+@router.post("/runs/{id}/cancel", summary="Cancel a run")
+async def cancel_run(run_id: RunId, services: ServicesDependency) -> RunOut:
+    """Cancel a queued, retrying or running run; 409 on ``status`` if it has finished.
+
+    A running run's worker loses its lease: it stops the handler at its next
+    heartbeat, and whatever it reports afterwards is refused.
+    """
+    run = await services.storage.cancel_run(run_id)
+    return RunOut.from_run(run)
+
+
+@router.post("/runs/{id}/retry", summary="Retry a dead or cancelled run")
+async def retry_run(run_id: RunId, services: ServicesDependency) -> RunOut:
+    """Queue the run again, due now, with as many attempts as it first had.
+
+    409 on ``status`` unless the run is ``dead`` or ``cancelled``. The run is
+    committed, then published (or left to the outbox if the broker is down).
+    """
+    run = await services.storage.retry_run(run_id)
+    await publish_committed_run(services, run)
+    return RunOut.from_run(run)
