@@ -84,6 +84,15 @@ class JobCreate(RequestModel):
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
 
 
+BATCH_SIZE_MAX = 1000
+
+
+class JobBatchCreate(RequestModel):
+    """``POST /jobs/batch``: up to 1,000 jobs, created all together or not at all."""
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
+
+
 _NOT_NULLABLE_IN_PATCH = (
     "type",
     "timezone",
@@ -261,6 +270,10 @@ class RunDetailOut(RunOut):
             **RunOut.from_run(run).model_dump(),
             attempts=[AttemptOut.from_attempt(attempt) for attempt in attempts],
         )
+
+
+class JobBatch(BaseModel):
+    items: list[JobOut]
 
 
 class JobPage(BaseModel):

@@ -104,6 +104,15 @@ class Storage(Protocol):
     ) -> Job:
         """Insert a job; ``ConflictError`` on a taken name, and nothing is written."""
 
+    async def create_jobs(
+        self, planned: Sequence[tuple[JobSpec, datetime | None]], *, now: datetime
+    ) -> list[Job]:
+        """Insert many jobs (spec, next_run_at) in one transaction: all or none.
+
+        A name already taken is a ``ConflictError`` naming ``jobs.<index>.name``;
+        names repeated within the batch must be refused by the caller.
+        """
+
     async def get_job(self, job_id: uuid.UUID) -> Job:
         """The job, or ``NotFoundError``."""
 

@@ -177,31 +177,31 @@ class SQLStorage:
     async def create_job(
         self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
     ) -> Job:
-        job = Job(
-            id=new_id(),
-            name=spec.name,
-            type=spec.type,
-            schedule=spec.schedule,
-            timezone=spec.timezone,
-            run_at=spec.run_at,
-            payload=spec.payload,
-            queue=spec.queue,
-            priority=spec.priority,
-            timeout_seconds=spec.timeout_seconds,
-            retry=spec.retry,
-            status=JobStatus.ACTIVE if next_run_at is not None else JobStatus.COMPLETED,
-            next_run_at=next_run_at,
-            schedule_anchor_at=now,
-            last_fired_at=None,
-            created_at=now,
-            updated_at=now,
-            misfire_policy=spec.misfire_policy,
-            misfire_grace_seconds=spec.misfire_grace_seconds,
-            concurrency_policy=spec.concurrency_policy,
-        )
+        job = _new_job(spec, next_run_at, now)
         async with self._writing_name(job.name), self._transaction() as connection:
             await connection.execute(sa.insert(jobs).values(job_values(job)))
         return job
+
+    async def create_jobs(
+        self, planned: Sequence[tuple[JobSpec, datetime | None]], *, now: datetime
+    ) -> list[Job]:
+        created = [_new_job(spec, next_run_at, now) for spec, next_run_at in planned]
+        if not created:
+            return []
+        position = {job.name: index for index, job in enumerate(created) if job.name is not None}
+        async with self._writing_name("(one of the batch)"), self._transaction() as connection:
+            if position:
+                taken = (
+                    await connection.execute(
+                        sa.select(jobs.c.name).where(jobs.c.name.in_(list(position)))
+                    )
+                ).scalars()
+                for name in taken:
+                    raise ConflictError(
+                        f"jobs.{position[name]}.name", f"a job named {name!r} already exists"
+                    )
+            await connection.execute(sa.insert(jobs), [job_values(job) for job in created])
+        return created
 
     @asynccontextmanager
     async def _writing_name(self, name: str | None) -> AsyncIterator[None]:
@@ -957,6 +957,31 @@ def _new_run_values(
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _new_job(spec: JobSpec, next_run_at: datetime | None, now: datetime) -> Job:
+    return Job(
+        id=new_id(),
+        name=spec.name,
+        type=spec.type,
+        schedule=spec.schedule,
+        timezone=spec.timezone,
+        run_at=spec.run_at,
+        payload=spec.payload,
+        queue=spec.queue,
+        priority=spec.priority,
+        timeout_seconds=spec.timeout_seconds,
+        retry=spec.retry,
+        status=JobStatus.ACTIVE if next_run_at is not None else JobStatus.COMPLETED,
+        next_run_at=next_run_at,
+        schedule_anchor_at=now,
+        last_fired_at=None,
+        created_at=now,
+        updated_at=now,
+        misfire_policy=spec.misfire_policy,
+        misfire_grace_seconds=spec.misfire_grace_seconds,
+        concurrency_policy=spec.concurrency_policy,
+    )
 
 
 def _skipped_run_values(

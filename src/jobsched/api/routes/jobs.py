@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from jobsched.api.dependencies import PageDependency, ServicesDependency
+from jobsched.api.dependencies import PageDependency, Services, ServicesDependency
 from jobsched.api.job_changes import (
     first_run_of,
     patch_edit,
@@ -17,8 +18,18 @@ from jobsched.api.job_changes import (
     spec_from_create,
 )
 from jobsched.api.publishing import publish_committed_run
-from jobsched.api.schemas import PROBLEM_RESPONSES, JobCreate, JobOut, JobPage, JobPatch, RunOut
-from jobsched.core.models import JobStatus
+from jobsched.api.schemas import (
+    PROBLEM_RESPONSES,
+    JobBatch,
+    JobBatchCreate,
+    JobCreate,
+    JobOut,
+    JobPage,
+    JobPatch,
+    RunOut,
+)
+from jobsched.core.errors import ConflictError, InvalidInputError
+from jobsched.core.models import JobSpec, JobStatus
 from jobsched.storage.base import JobFilter
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
@@ -34,6 +45,44 @@ async def create_job(body: JobCreate, services: ServicesDependency, response: Re
     services.on_jobs_changed()
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobOut.from_job(job)
+
+
+@router.post("/batch", status_code=status.HTTP_201_CREATED, summary="Create many jobs at once")
+async def create_jobs(body: JobBatchCreate, services: ServicesDependency) -> JobBatch:
+    """All the jobs are created, or none (the first error names ``jobs.<index>.<field>``)."""
+    specs = [_batch_item_spec(index, item, services) for index, item in enumerate(body.jobs)]
+    _refuse_repeated_names(specs)
+    now = await services.storage.now()
+    planned = [(spec, _batch_item_first_run(index, spec, now)) for index, spec in enumerate(specs)]
+    created = await services.storage.create_jobs(planned, now=now)
+    services.on_jobs_changed()
+    return JobBatch(items=[JobOut.from_job(job) for job in created])
+
+
+def _batch_item_spec(index: int, item: JobCreate, services: Services) -> JobSpec:
+    try:
+        return spec_from_create(item, services.settings)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"jobs.{index}.{error.field}", error.message) from error
+
+
+def _batch_item_first_run(index: int, spec: JobSpec, now: datetime) -> datetime:
+    try:
+        return first_run_of(spec, now)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"jobs.{index}.{error.field}", error.message) from error
+
+
+def _refuse_repeated_names(specs: list[JobSpec]) -> None:
+    first_index: dict[str, int] = {}
+    for index, spec in enumerate(specs):
+        if spec.name is None:
+            continue
+        if spec.name in first_index:
+            raise ConflictError(
+                f"jobs.{index}.name", f"repeats the name of jobs.{first_index[spec.name]}"
+            )
+        first_index[spec.name] = index
 
 
 @router.get("", summary="List jobs")
