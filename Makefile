@@ -41,5 +41,9 @@ typecheck: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev services lint typecheck
 	$(BIN)/pytest
 
+## bench: run the benchmarks in bench/ (~3 min, throw-away databases); e.g. BENCH_ARGS="--window-seconds 30"
+bench: $(VENV)/.installed-dev services
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

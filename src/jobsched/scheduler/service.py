@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from jobsched.config.settings import RetentionSettings, SchedulerSettings
 from jobsched.core.errors import JobschedError
@@ -69,6 +69,9 @@ class Scheduler:
         self._broker_lost_messages = False
         # Epoch seconds of the planned wake-up; NOTIFYs about later times are ignored.
         self._wake_deadline_epoch = 0.0
+        self._notified_earliest_epoch = math.inf
+        self._tick_now = datetime.now(UTC)
+        self._tick_monotonic = time.monotonic()
 
     def wake(self) -> None:
         """Tick now: a job was created, changed or triggered."""
@@ -83,8 +86,11 @@ class Scheduler:
         try:
             earliest = float(earliest_next_run_epoch)
         except ValueError:
-            self._woken.set()
-            return
+            earliest = -math.inf
+        # Remembered for the sleep that follows a tick: a NOTIFY arriving mid-tick is
+        # judged against the deadline that sleep computes (this replica's own writes
+        # always name times at or after it, so they never wake it).
+        self._notified_earliest_epoch = min(self._notified_earliest_epoch, earliest)
         if earliest < self._wake_deadline_epoch:
             self._woken.set()
 
@@ -111,21 +117,26 @@ class Scheduler:
     async def _fire_loop(self) -> None:
         error_backoff_seconds = 0.1
         while not self._stopping.is_set():
-            # Cleared before the tick reads the database, so a change committed while
-            # the tick runs still wakes the sleep that follows it.
+            # Reset before the tick reads the database: a change committed while the
+            # tick runs is remembered (on_jobs_changed) and judged by the next sleep.
             self._woken.clear()
-            self._wake_deadline_epoch = math.inf
+            self._wake_deadline_epoch = -math.inf
+            self._notified_earliest_epoch = math.inf
             try:
                 fired = await self.tick()
                 await self._housekeeper.run_due_duties()
+                pause_seconds = (
+                    0.0
+                    if fired >= self._settings.batch_size
+                    else await self._seconds_until_next_fire()
+                )
                 error_backoff_seconds = 0.1
             except JobschedError as error:
                 logger.warning("scheduler tick failed, retrying: %s", error)
-                await self._sleep(error_backoff_seconds)
+                pause_seconds = error_backoff_seconds
                 error_backoff_seconds = min(error_backoff_seconds * 2, _ERROR_BACKOFF_MAX_SECONDS)
-                continue
-            if fired < self._settings.batch_size:
-                await self._sleep(await self._seconds_until_next_fire())
+            if pause_seconds > 0:
+                await self._sleep(pause_seconds)
 
     async def _outbox_loop(self) -> None:
         error_backoff_seconds = 0.1
@@ -156,6 +167,7 @@ class Scheduler:
         """Fire every job due now (in batches); return how many runs were created."""
         started = time.perf_counter()
         now = await self._storage.now()
+        self._tick_now, self._tick_monotonic = now, time.monotonic()
 
         limits = self._misfire_limits
 
@@ -204,12 +216,17 @@ class Scheduler:
         earliest = await self._storage.earliest_next_run_at()
         if earliest is None:
             return self._settings.max_sleep_seconds
-        now = await self._storage.now()
+        # The database clock as of the tick, moved on by the time elapsed since:
+        # one query fewer than asking the database again.
+        now = self._tick_now + timedelta(seconds=time.monotonic() - self._tick_monotonic)
         return min(max((earliest - now).total_seconds(), 0.0), self._settings.max_sleep_seconds)
 
     async def _sleep(self, seconds: float) -> None:
         if self._stopping.is_set():
             return
-        self._wake_deadline_epoch = time.time() + seconds
+        deadline = time.time() + seconds
+        if self._notified_earliest_epoch < deadline:
+            return  # a job became due sooner while we were busy
+        self._wake_deadline_epoch = deadline
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._woken.wait(), timeout=seconds)
