@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,15 +98,47 @@ class SchedulerSettings(Section):
         )
 
 
+class ShellSettings(Section):
+    # The `shell` handler runs commands on the worker's host: off unless enabled.
+    enabled: bool = False
+    # The only environment variables a command gets: the worker's own values of these
+    # names, overridden by a run's payload `env` (which may name no others).
+    env_allowlist: list[str] = Field(
+        default_factory=lambda: ["PATH", "HOME", "LANG", "LC_ALL", "TZ"]
+    )
+    # How much of a command's stdout, and of its stderr, is kept (the end of each).
+    output_bytes_max: int = Field(default=8192, ge=0, le=1_048_576)
+
+
 class WorkerSettings(Section):
     id: str | None = None
     concurrency: int = Field(default=10, ge=1, le=10_000)
     queues: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     imports: list[str] = Field(default_factory=list)
     lease_seconds: float = Field(default=30.0, ge=1)
-    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    # Each heartbeat renews every held lease in one statement; it is also how soon a
+    # worker notices that a run was cancelled.
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     http_response_bytes_max: int = Field(default=4096, ge=0)
+    # How often CPython makes a running thread hand over the GIL (Python's default:
+    # 0.005). Sync handlers spinning in pure Python take the GIL from the event loop
+    # for up to this long at each of its I/O steps, so a heartbeat's few dozen steps
+    # can take a second under load at 5 ms; at 1 ms it takes a few tens of
+    # milliseconds. Process-wide; null leaves Python's setting alone.
+    gil_switch_interval_seconds: float | None = Field(default=0.001, gt=0, le=0.1)
+    shell: ShellSettings = Field(default_factory=ShellSettings)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> WorkerSettings:
+        # A worker stops a run whose lease it could not renew one heartbeat before the
+        # lease ends; a lease shorter than three beats would leave no room for a missed one.
+        if self.lease_seconds < 3 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds:g}) must be at least 3 times "
+                f"heartbeat_interval_seconds ({self.heartbeat_interval_seconds:g})"
+            )
+        return self
 
     def resolved_id(self) -> str:
         return self.id or f"{socket.gethostname()}-{os.getpid()}"

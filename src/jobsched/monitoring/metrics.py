@@ -30,6 +30,31 @@ OUTCOMES_REFUSED = Counter(
     "worker_outcomes_refused",
     "Outcomes not recorded because the worker no longer held the run's lease.",
 )
+JOBS_CANCELLED = Counter(
+    "jobs_cancelled",
+    "Runs cancelled (through the API) while this worker executed them; their handlers stopped.",
+    _RUN_LABELS,
+)
+JOBS_ABANDONED = Counter(
+    "jobs_abandoned",
+    "Attempts this worker stopped without recording an outcome, by reason: lease_lost "
+    "(taken over or rescued), lease_expiring (could not renew it), shutdown (not handed back).",
+    (*_RUN_LABELS, "reason"),
+)
+JOBS_RELEASED = Counter(
+    "jobs_released",
+    "Runs handed back at shutdown for another worker, their attempt not counted.",
+    _RUN_LABELS,
+)
+WORKER_HEARTBEATS = Counter(
+    "worker_heartbeats",
+    "Worker heartbeats (lease renewal and registry update), by outcome: ok or failed.",
+    ("outcome",),
+)
+WORKER_LAST_HEARTBEAT = Gauge(
+    "worker_last_heartbeat_timestamp_seconds",
+    "Unix time of this worker's last successful heartbeat.",
+)
 
 RUNS_FIRED = Counter("scheduler_runs_fired", "Runs created by the scheduler.", ("queue",))
 RUNS_SKIPPED = Counter(

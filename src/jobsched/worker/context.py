@@ -2,27 +2,99 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from jobsched.core.models import Run
+from jobsched.core.models import JsonObject, Run
+from jobsched.worker.errors import UnstorableResultError
 
 if TYPE_CHECKING:
     import httpx
 
+    from jobsched.config.settings import ShellSettings
+
 HANDLER_LOGGER_NAME = "jobsched.handler"
+# The largest result or progress report a handler may give through its context, as
+# UTF-8 JSON: these land in the attempt's row, which must stay small.
+RESULT_BYTES_MAX = 16 * 1024
+
+# Called with ("progress" | "result", value) each time a handler reports; a handler
+# in a child process uses it to send its reports to the worker.
+ReportForwarder = Callable[[str, JsonObject], None]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerResources:
-    """Resources one worker creates at start, shares with every handler and closes at stop."""
+    """Resources one worker creates at start, shares with every handler and closes at stop.
+
+    ``shell`` is the ``shell`` handler's configuration (None outside a worker).
+    """
 
     http_client: httpx.AsyncClient
     http_response_bytes_max: int
+    shell: ShellSettings | None = None
+
+
+class AttemptState:
+    """What one attempt's handler reported, and whether its code still runs.
+
+    The worker's side of ``RunContext``: handlers use the context's methods. Safe to
+    use from any thread. ``handler_ended`` is set once the handler's code no longer
+    runs (its coroutine finished, its thread returned, its child process is gone);
+    the worker hands a run back at shutdown only then.
+    """
+
+    def __init__(self, forward: ReportForwarder | None = None) -> None:
+        self._lock = threading.Lock()
+        self._progress: JsonObject | None = None
+        self._result: JsonObject | None = None
+        self._forward = forward
+        self.handler_ended = threading.Event()
+
+    @property
+    def progress(self) -> JsonObject | None:
+        with self._lock:
+            return self._progress
+
+    @property
+    def result(self) -> JsonObject | None:
+        with self._lock:
+            return self._result
+
+    def set_progress(self, progress: object) -> None:
+        """Keep ``progress`` as the latest report; ``UnstorableResultError`` if it cannot be."""
+        checked = storable_json_object(progress, "progress")
+        with self._lock:
+            self._progress = checked
+        if self._forward is not None:
+            self._forward("progress", checked)
+
+    def set_result(self, result: object) -> None:
+        """Keep ``result`` as the attempt's result; ``UnstorableResultError`` if it cannot be."""
+        checked = storable_json_object(result, "result")
+        with self._lock:
+            self._result = checked
+        if self._forward is not None:
+            self._forward("result", checked)
+
+    def recorded_result(self, returned: JsonObject | None) -> JsonObject | None:
+        """The attempt's result: what the handler returned, else what it set, else its
+        last progress as ``{"progress": ...}``, else None.
+        """
+        if returned is not None:
+            return returned
+        with self._lock:
+            if self._result is not None:
+                return self._result
+            if self._progress is not None:
+                return {"progress": self._progress}
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +102,14 @@ class RunContext:
     """The second argument of every handler: which attempt of which run this is.
 
     ``cancelled`` is set when the worker gives up on the attempt (its timeout passed,
-    its lease was lost, the worker is shutting down). An async handler is cancelled
-    as well; a sync handler runs in a thread that cannot be stopped from outside, so
-    a long one should check ``is_cancelled()`` now and then and return early.
+    the run was cancelled, its lease was lost, the worker is shutting down). An async
+    handler is cancelled as well and a process-isolated one killed; a sync handler
+    runs in a thread that cannot be stopped from outside, so a long one should check
+    ``is_cancelled()`` now and then and return early.
+
+    ``report_progress`` and ``set_result`` give the attempt a result besides the
+    handler's return value (see ``AttemptState.recorded_result``): a failed or
+    timed-out attempt then shows how far it got.
     """
 
     run_id: uuid.UUID
@@ -45,16 +122,13 @@ class RunContext:
     logger: logging.LoggerAdapter[logging.Logger]
     resources: WorkerResources | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    state: AttemptState = field(default_factory=AttemptState, repr=False, compare=False)
 
     @classmethod
     def for_run(
         cls, run: Run, *, timeout_seconds: float | None, resources: WorkerResources | None
     ) -> RunContext:
         """The context of ``run``'s current attempt; its logger carries run_id and attempt."""
-        logger = logging.LoggerAdapter(
-            logging.getLogger(HANDLER_LOGGER_NAME),
-            {"run_id": str(run.id), "attempt": run.attempt, "job_type": run.job_type},
-        )
         return cls(
             run_id=run.id,
             job_id=run.job_id,
@@ -63,10 +137,79 @@ class RunContext:
             type=run.job_type,
             queue=run.queue,
             timeout_seconds=timeout_seconds,
-            logger=logger,
+            logger=run_logger(run.id, run.attempt, run.job_type),
             resources=resources,
         )
 
     def is_cancelled(self) -> bool:
         """Whether the worker has given up on this attempt; safe to call from any thread."""
         return self.cancelled.is_set()
+
+    def report_progress(self, progress: JsonObject) -> Awaitable[None]:
+        """Note how far the handler got (a JSON object of at most ``RESULT_BYTES_MAX``).
+
+        Only the latest report is kept; it becomes the attempt's result if the handler
+        neither returns nor sets one. Raises ``UnstorableResultError`` for a value that
+        cannot be recorded. Safe from any thread; the returned awaitable is already
+        complete, so an async handler awaits it and a sync one just calls this.
+        """
+        self.state.set_progress(progress)
+        return _COMPLETED
+
+    def set_result(self, result: JsonObject) -> None:
+        """Make ``result`` the attempt's result unless the handler returns one.
+
+        Recorded whatever the attempt's end, a failure included. Bounded like
+        ``report_progress``; safe from any thread.
+        """
+        self.state.set_result(result)
+
+
+def run_logger(
+    run_id: uuid.UUID, attempt: int, job_type: str
+) -> logging.LoggerAdapter[logging.Logger]:
+    """The handler logger, carrying the run's id, attempt and type on every record."""
+    return logging.LoggerAdapter(
+        logging.getLogger(HANDLER_LOGGER_NAME),
+        {"run_id": str(run_id), "attempt": attempt, "job_type": job_type},
+    )
+
+
+def storable_json_object(value: object, what: str) -> JsonObject:
+    """``value`` as plain JSON, if it is a JSON object that a row can hold and is small."""
+    if not isinstance(value, dict):
+        raise UnstorableResultError(what, f"must be a JSON object, not {type(value).__name__}")
+    try:
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise UnstorableResultError(what, f"is not JSON: {error}") from error
+    size_bytes = len(encoded.encode("utf-8"))
+    if size_bytes > RESULT_BYTES_MAX:
+        raise UnstorableResultError(
+            what, f"is {size_bytes} bytes as JSON; at most {RESULT_BYTES_MAX} are kept"
+        )
+    normalised: JsonObject = json.loads(encoded)
+    if holds_nul(normalised):
+        raise UnstorableResultError(what, "holds a NUL character, which cannot be stored")
+    return normalised
+
+
+def holds_nul(value: object) -> bool:
+    """Whether a JSON value holds a NUL character anywhere (PostgreSQL JSONB cannot)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
+class _Completed:
+    """An awaitable that is already done: ``await`` it or not, nothing waits."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+_COMPLETED = _Completed()

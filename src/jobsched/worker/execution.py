@@ -8,34 +8,45 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import functools
 import inspect
-import json
+from collections.abc import Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from typing import Any
 
 from jobsched.core.models import AttemptStatus, JsonObject
-from jobsched.worker.context import RunContext
-from jobsched.worker.errors import NonRetryableError
-from jobsched.worker.registry import Handler, HandlerRegistry, is_async_handler
+from jobsched.worker.context import AttemptState, RunContext
+from jobsched.worker.endings import (
+    ERROR_LENGTH_MAX,
+    HandlerEnding,
+    bound_error_text,
+    failure,
+    failure_from,
+    success,
+)
+from jobsched.worker.isolation import run_in_child_process
+from jobsched.worker.registry import Handler, HandlerOptions, HandlerRegistry, is_async_handler
+from jobsched.worker.threads import HandlerThreads
 
-ERROR_LENGTH_MAX = 2000
-# How long a cancelled async handler may take to unwind (finally blocks, cleanup).
+__all__ = [
+    "CANCEL_GRACE_SECONDS",
+    "ERROR_LENGTH_MAX",
+    "SHELL_DISABLED_ERROR",
+    "HandlerEnding",
+    "bound_error_text",
+    "failure",
+    "failure_from",
+    "run_handler",
+    "success",
+]
+
+# How long a cancelled handler may take to unwind (finally blocks, a child's exit).
 CANCEL_GRACE_SECONDS = 1.0
-_TRUNCATED = " … (truncated)"
-
-
-@dataclass(frozen=True, slots=True)
-class HandlerEnding:
-    """How an attempt's handler call ended: ``succeeded``, ``failed`` or ``timed_out``.
-
-    ``retryable`` False means another try would fail the same way (the run ends dead).
-    """
-
-    attempt_status: AttemptStatus
-    error: str | None = None
-    result: JsonObject | None = None
-    retryable: bool = True
+SHELL_DISABLED_ERROR = (
+    "the shell handler is disabled on this worker (enable it with worker.shell.enabled: true)"
+)
+_THREADS = HandlerThreads()
 
 
 async def run_handler(
@@ -49,14 +60,18 @@ async def run_handler(
     Never raises for the handler's faults (an unknown type, an exception, a timeout, a
     result that cannot be stored); raises ``CancelledError`` only when the calling task
     is cancelled. Whenever the attempt is given up (timeout or cancellation),
-    ``context.cancelled`` is set first, then an async handler is cancelled and given
-    ``CANCEL_GRACE_SECONDS`` to unwind; a thread handler is left to notice the flag
-    (a thread cannot be killed) while the attempt ends at once.
+    ``context.cancelled`` is set first, then an async handler is cancelled (a
+    process-isolated one killed) and given ``CANCEL_GRACE_SECONDS`` to unwind; a
+    thread handler is left to notice the flag (a thread cannot be killed) while the
+    attempt ends at once. Sync handlers run on ``executor`` (default: a new daemon
+    thread per call). The ending's result is chosen by ``AttemptState.recorded_result``.
     """
     handler = registry.get(context.type)
     if handler is None:
-        return failure(f"no handler registered for type {context.type!r}", retryable=False)
-    call = asyncio.ensure_future(_invoke(handler, payload, context, executor))
+        context.state.handler_ended.set()
+        return failure(unknown_type_error(context.type), retryable=False)
+    options = registry.options(context.type)
+    call = asyncio.ensure_future(_call(handler, options, payload, context, executor))
     try:
         done, _ = await asyncio.wait({call}, timeout=context.timeout_seconds)
     except asyncio.CancelledError:
@@ -64,18 +79,30 @@ async def run_handler(
         raise
     if not done:
         await _give_up(call, context)
-        return HandlerEnding(
+        ending = HandlerEnding(
             AttemptStatus.TIMED_OUT, error=f"timed out after {context.timeout_seconds:g}s"
         )
-    if call.cancelled():  # a cancellation inside the handler, not of this attempt
-        return failure("CancelledError: the handler was cancelled")
-    error = call.exception()
-    if error is not None:
-        return failure_from(error)
-    return success(call.result())
+    elif call.cancelled():  # a cancellation inside the handler, not of this attempt
+        ending = failure("CancelledError: the handler was cancelled")
+    elif (error := call.exception()) is not None:
+        ending = failure_from(error, options)
+    else:
+        ending = call.result()
+    return _with_recorded_result(ending, context.state)
 
 
-async def _give_up(call: asyncio.Future[object], context: RunContext) -> None:
+def unknown_type_error(type_name: str) -> str:
+    if type_name == "shell":
+        return SHELL_DISABLED_ERROR
+    return f"no handler registered for type {type_name!r}"
+
+
+def _with_recorded_result(ending: HandlerEnding, state: AttemptState) -> HandlerEnding:
+    result = state.recorded_result(ending.result)
+    return ending if result is ending.result else dataclasses.replace(ending, result=result)
+
+
+async def _give_up(call: asyncio.Future[HandlerEnding], context: RunContext) -> None:
     context.cancelled.set()
     call.cancel()
     # Whatever the handler raises from here on is of no interest; retrieve it so that
@@ -84,62 +111,64 @@ async def _give_up(call: asyncio.Future[object], context: RunContext) -> None:
     await asyncio.wait({call}, timeout=CANCEL_GRACE_SECONDS)
 
 
-async def _invoke(
-    handler: Handler, payload: JsonObject, context: RunContext, executor: Executor | None
-) -> object:
+def _call(
+    handler: Handler,
+    options: HandlerOptions,
+    payload: JsonObject,
+    context: RunContext,
+    executor: Executor | None,
+) -> Coroutine[Any, Any, HandlerEnding]:
+    if options.isolation == "process":
+        return run_in_child_process(handler, options, payload, context)
+    return _call_here(handler, payload, context, executor or _THREADS)
+
+
+async def _call_here(
+    handler: Handler, payload: JsonObject, context: RunContext, executor: Executor
+) -> HandlerEnding:
     if is_async_handler(handler):
-        returned = handler(payload, context)
+        returned = await _invoke_on_loop(handler, payload, context)
     else:
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, handler, payload, context)
-        returned = await loop.run_in_executor(executor, call)
-    if inspect.isawaitable(returned):  # a plain function that returned a coroutine
-        return await returned
-    return returned
+        returned = await _invoke_in_thread(handler, payload, context, executor)
+    return success(returned)
 
 
-def success(result: object) -> HandlerEnding:
-    """A handler's return value as an ending; one that cannot be stored fails, for good."""
-    if result is None:
-        return HandlerEnding(AttemptStatus.SUCCEEDED)
-    if not isinstance(result, dict):
-        return failure(
-            f"handler returned {type(result).__name__}, not a JSON object or None",
-            retryable=False,
-        )
+async def _invoke_on_loop(handler: Handler, payload: JsonObject, context: RunContext) -> object:
     try:
-        normalised = json.loads(json.dumps(result, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        return failure(f"handler result is not JSON: {error}", retryable=False)
-    if _holds_nul(normalised):
-        return failure("handler result holds a NUL character, which cannot be stored", False)
-    return HandlerEnding(AttemptStatus.SUCCEEDED, result=normalised)
+        returned = handler(payload, context)
+        if inspect.isawaitable(returned):
+            return await returned
+        return returned
+    finally:
+        context.state.handler_ended.set()
 
 
-def _holds_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+async def _invoke_in_thread(
+    handler: Handler, payload: JsonObject, context: RunContext, executor: Executor
+) -> object:
+    ended = context.state.handler_ended
+    call_with_context = functools.partial(contextvars.copy_context().run, handler, payload, context)
 
+    def in_thread() -> object:
+        try:
+            returned = call_with_context()
+        except BaseException:
+            ended.set()
+            raise
+        if not inspect.isawaitable(returned):
+            ended.set()
+        return returned
 
-def failure_from(error: BaseException) -> HandlerEnding:
-    """A failed ending from an exception: ``NonRetryableError`` and subclasses are final."""
-    detail = str(error)
-    text = f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-    return failure(text, retryable=not isinstance(error, NonRetryableError))
-
-
-def failure(text: str, retryable: bool = True) -> HandlerEnding:
-    return HandlerEnding(AttemptStatus.FAILED, error=bound_error_text(text), retryable=retryable)
-
-
-def bound_error_text(text: str) -> str:
-    """``text`` cut to ``ERROR_LENGTH_MAX`` characters, storable in PostgreSQL (no NUL)."""
-    text = text.replace("\x00", "\\x00")
-    if len(text) <= ERROR_LENGTH_MAX:
-        return text
-    return text[: ERROR_LENGTH_MAX - len(_TRUNCATED)] + _TRUNCATED
+    submitted = executor.submit(in_thread)
+    try:
+        returned = await asyncio.wrap_future(submitted)
+    except asyncio.CancelledError:
+        if submitted.cancelled():  # given up before its thread even started
+            ended.set()
+        raise
+    if inspect.isawaitable(returned):  # a plain function that returned a coroutine
+        try:
+            return await returned
+        finally:
+            ended.set()
+    return returned

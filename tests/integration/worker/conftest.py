@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -34,6 +36,25 @@ _TEST_WORKER_SETTINGS: dict[str, Any] = {
     "heartbeat_interval_seconds": 0.2,
     "shutdown_grace_seconds": 5.0,
 }
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended: absent, or a zombie no one reaped yet.
+
+    A killed process whose parent died with it is reparented to PID 1, which in some
+    containers never reaps it; it is dead all the same.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    if not Path("/proc").is_dir():  # not Linux: no way to tell a zombie apart
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 class StartWorker(Protocol):

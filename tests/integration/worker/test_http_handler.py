@@ -176,3 +176,44 @@ async def test_invalid_payload_ends_dead_without_retry(
     assert done.last_error is not None
     assert expected_error in done.last_error
     assert [a.status for a in await storage.list_attempts(run.id)] == [AttemptStatus.FAILED]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({}, 404, 1),  # a client error: asking again changes nothing
+        ({}, 400, 1),
+        ({}, 429, 2),  # Too Many Requests, and Request Timeout: worth another try
+        ({}, 408, 2),
+        ({}, 503, 2),
+        ({"retry_on_status": [404]}, 404, 2),  # the payload's list replaces the default
+        ({"retry_on_status": [404]}, 503, 1),
+    ],
+)
+async def test_which_statuses_are_retried(
+    storage: SQLStorage,
+    start_worker: StartWorker,
+    http_server: LocalHttpServer,
+    case: tuple[dict[str, Any], int, int],
+) -> None:
+    """``case``: extra payload keys, the first answer's status, the attempts it takes."""
+    payload_extra, status, expected_attempts = case
+
+    def first_fails(request: ReceivedRequest) -> tuple[int, bytes]:
+        return (status, b"no") if request.headers["jobsched-attempt"] == "1" else (200, b"ok")
+
+    http_server.respond = first_fails
+    payload = {"url": http_server.url("/hook"), **payload_extra}
+    run = await create_due_run(storage, http_job(payload))
+    await start_worker(HandlerRegistry())
+
+    done = await wait_until(lambda: final_run(storage, run.id))
+    assert done.attempt == expected_attempts
+    first = (await storage.list_attempts(run.id))[0]
+    assert first.error is not None
+    assert f"HTTP {status}" in first.error
+    if expected_attempts == 1:
+        assert done.status is RunStatus.DEAD
+        assert "(not retried: status not in retry_on_status)" in first.error
+    else:
+        assert done.status is RunStatus.SUCCEEDED

@@ -7,6 +7,7 @@ import functools
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -15,14 +16,17 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from jobsched.config.settings import WorkerSettings
 from jobsched.core.errors import StorageError
 from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, Run, RunStatus
+from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.base import AttemptOutcome, Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.schema import runs
 from jobsched.worker.context import RunContext
 from jobsched.worker.errors import NonRetryableError
 from jobsched.worker.registry import HandlerRegistry
+from jobsched.worker.service import Worker
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker.conftest import FAST_RETRY, StartWorker
 
@@ -323,9 +327,15 @@ async def test_outcome_after_a_takeover_is_refused(
         return {"by": "worker A"}
 
     run = await create_due_run(storage, spec("slow"))
-    # No heartbeat within the test: worker A's one-second lease simply runs out.
+    # Worker A is told its renewals succeed while its one-second lease simply runs out
+    # (as with a database whose clock jumped): it keeps the run, and only the storage
+    # fence stands between its late outcome and the run.
     worker_a = await start_worker(
-        registry, concurrency=1, lease_seconds=1.0, heartbeat_interval_seconds=60
+        registry,
+        storage=RenewalsThatExtendNothing(storage),
+        concurrency=1,
+        lease_seconds=1.0,
+        heartbeat_interval_seconds=0.2,
     )
     await wait_until(entered.is_set)
 
@@ -422,6 +432,21 @@ async def test_heartbeat_keeps_the_lease_of_a_long_run(
     assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 1)
 
 
+class RenewalsThatExtendNothing:
+    """Real storage whose lease renewals report every lease renewed but extend none."""
+
+    def __init__(self, inner: SQLStorage) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def renew_leases(
+        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        return {run_id for run_id, _ in held}
+
+
 # --- outages -----------------------------------------------------------------------
 
 
@@ -511,7 +536,7 @@ async def test_stop_claims_no_more_and_waits_for_runs_in_flight(
     assert (await storage.get_run(second.id)).status is RunStatus.QUEUED
 
 
-async def test_stop_abandons_runs_still_going_after_the_grace_period(
+async def test_stop_hands_back_runs_still_going_after_the_grace_period(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
     registry = HandlerRegistry()
@@ -535,8 +560,45 @@ async def test_stop_abandons_runs_still_going_after_the_grace_period(
 
     assert cancellations_seen == [True]
     current = await storage.get_run(run.id)
-    # No outcome written: the lease stays until it expires and the rescuer retries the run.
-    assert (current.status, current.lease_owner) == (RunStatus.RUNNING, worker.worker_id)
+    # Handed back: ready for another worker at once, the attempt not counted.
+    assert (current.status, current.attempt, current.lease_owner) == (RunStatus.QUEUED, 0, None)
+    assert await storage.list_attempts(run.id) == []
+
+
+async def test_cancelled_worker_abandons_its_runs_to_lease_expiry(storage: SQLStorage) -> None:
+    """A second signal (the worker's task cancelled) stops at once and hands nothing back."""
+    registry = HandlerRegistry()
+    entered = asyncio.Event()
+    cancellations_seen: list[bool] = []
+
+    @registry.handler("endless")
+    async def endless(payload: JsonObject, context: RunContext) -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancellations_seen.append(context.is_cancelled())
+            raise
+
+    run = await create_due_run(storage, spec("endless"))
+    settings = WorkerSettings(
+        id="worker-cancelled", heartbeat_interval_seconds=0.2, shutdown_grace_seconds=30
+    )
+    worker = Worker(
+        storage, DatabaseQueue(storage), registry, settings, default_timeout_seconds=None
+    )
+    running = asyncio.create_task(worker.run())
+    await wait_until(entered.is_set)
+
+    worker.request_stop()  # the first signal: a 30 s grace begins...
+    running.cancel()  # ...and the second one ends it at once
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, timeout=5)
+
+    assert cancellations_seen == [True]
+    current = await storage.get_run(run.id)
+    assert (current.status, current.attempt) == (RunStatus.RUNNING, 1)
+    assert current.lease_owner == "worker-cancelled"
     assert [a.status for a in await storage.list_attempts(run.id)] == [AttemptStatus.RUNNING]
 
 

@@ -249,3 +249,123 @@ async def test_plain_function_returning_a_coroutine_is_awaited(
         return inner()
 
     assert (await call(handler, executor)).result == {"awaited": True}
+
+
+# --- retry options, reported results, the handler's end ----------------------------------
+
+
+class QuotaError(Exception):
+    pass
+
+
+async def test_no_retry_on_makes_a_failure_final(executor: ThreadPoolExecutor) -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    @registry.handler("job", no_retry_on=(QuotaError,))
+    async def handler(payload: JsonObject, context: RunContext) -> None:
+        raise QuotaError("over quota")
+
+    ending = await run_handler(registry, {}, make_context(), executor)
+    assert ending == HandlerEnding(
+        AttemptStatus.FAILED, error="QuotaError: over quota", retryable=False
+    )
+
+
+async def test_retry_on_leaves_other_failures_final(executor: ThreadPoolExecutor) -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    @registry.handler("job", retry_on=(ConnectionError,))
+    def handler(payload: JsonObject, context: RunContext) -> None:
+        raise KeyError("missing")
+
+    ending = await run_handler(registry, {}, make_context(), executor)
+    assert ending.retryable is False
+
+
+async def test_timeouts_are_retried_whatever_retry_on_says(executor: ThreadPoolExecutor) -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    @registry.handler("job", retry_on=(ConnectionError,))
+    async def handler(payload: JsonObject, context: RunContext) -> None:
+        await asyncio.sleep(60)
+
+    ending = await run_handler(registry, {}, make_context(timeout_seconds=0.05), executor)
+    assert (ending.attempt_status, ending.retryable) == (AttemptStatus.TIMED_OUT, True)
+
+
+async def test_set_result_is_the_result_of_a_failed_attempt(executor: ThreadPoolExecutor) -> None:
+    def handler(payload: JsonObject, context: RunContext) -> None:
+        context.set_result({"rows_written": 7})
+        raise RuntimeError("disk full")
+
+    ending = await call(handler, executor)
+    assert (ending.error, ending.result) == ("RuntimeError: disk full", {"rows_written": 7})
+
+
+async def test_progress_is_the_result_of_a_timed_out_attempt(
+    executor: ThreadPoolExecutor,
+) -> None:
+    async def handler(payload: JsonObject, context: RunContext) -> None:
+        await context.report_progress({"pages": 3})
+        await asyncio.sleep(60)
+
+    ending = await call(handler, executor, context=make_context(timeout_seconds=0.05))
+    assert (ending.attempt_status, ending.result) == (
+        AttemptStatus.TIMED_OUT,
+        {"progress": {"pages": 3}},
+    )
+
+
+async def test_returned_result_wins(executor: ThreadPoolExecutor) -> None:
+    async def handler(payload: JsonObject, context: RunContext) -> JsonObject:
+        context.set_result({"set": True})
+        return {"returned": True}
+
+    assert (await call(handler, executor)).result == {"returned": True}
+
+
+async def test_handler_end_is_noted_once_its_code_stops(executor: ThreadPoolExecutor) -> None:
+    release = threading.Event()
+
+    def handler(payload: JsonObject, context: RunContext) -> None:
+        release.wait(timeout=20)
+
+    context = make_context(timeout_seconds=0.05)
+    try:
+        await call(handler, executor, context=context)
+        # The attempt is over, but its thread still runs.
+        assert not context.state.handler_ended.is_set()
+    finally:
+        release.set()
+    assert context.state.handler_ended.wait(timeout=5)
+
+
+async def test_an_async_handlers_end_is_noted_when_cancelled(
+    executor: ThreadPoolExecutor,
+) -> None:
+    async def handler(payload: JsonObject, context: RunContext) -> None:
+        await asyncio.sleep(60)
+
+    context = make_context(timeout_seconds=0.05)
+    await call(handler, executor, context=context)
+    assert context.state.handler_ended.is_set()
+
+
+async def test_shell_without_a_handler_says_it_is_disabled(executor: ThreadPoolExecutor) -> None:
+    registry = HandlerRegistry()
+    ending = await run_handler(registry, {"command": ["true"]}, make_context("shell"), executor)
+    assert ending.retryable is False
+    assert ending.error is not None
+    assert ending.error.startswith("the shell handler is disabled on this worker")
+
+
+async def test_sync_handlers_get_a_thread_of_their_own_without_an_executor() -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    @registry.handler("job")
+    def handler(payload: JsonObject, context: RunContext) -> JsonObject:
+        return {"thread": threading.current_thread().name}
+
+    ending = await run_handler(registry, {}, make_context(), None)
+    assert ending.result is not None
+    assert ending.result["thread"].startswith("jobsched-handler-")

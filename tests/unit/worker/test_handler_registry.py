@@ -14,6 +14,7 @@ from jobsched.core.errors import HandlerError
 from jobsched.core.models import JsonObject
 from jobsched.worker.context import RunContext
 from jobsched.worker.registry import (
+    HandlerOptions,
     HandlerRegistry,
     default_registry,
     import_handler_modules,
@@ -158,3 +159,105 @@ def test_module_failing_at_import_is_one_line_handler_error(module_dir: Path) ->
         import_handler_modules([module])
     assert "SyntaxError" in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+# --- options: isolation, retry_on, no_retry_on ---------------------------------------
+
+
+class QuotaError(Exception):
+    pass
+
+
+class NotWorthRetryingError(Exception):
+    retryable = False
+
+
+def test_options_default_to_no_isolation_and_every_failure_retried() -> None:
+    registry = HandlerRegistry(builtins=False)
+    registry.register("email", async_handler)
+    assert registry.options("email") == HandlerOptions()
+    assert registry.options("unknown") == HandlerOptions()
+    assert registry.process_isolated_modules() == []
+
+
+def test_options_are_kept_with_the_handler() -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    @registry.handler("report", retry_on=ConnectionError)
+    def report(payload: JsonObject, context: RunContext) -> None:
+        return None
+
+    assert registry.options("report") == HandlerOptions(retry_on=(ConnectionError,))
+    registry.register("sync", sync_handler, isolation="process", no_retry_on=(QuotaError,))
+    assert registry.options("sync") == HandlerOptions(
+        isolation="process", retry_on=None, no_retry_on=(QuotaError,)
+    )
+    assert registry.process_isolated_modules() == [__name__]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "retryable"),
+    [
+        (HandlerOptions(), ValueError("x"), True),
+        (HandlerOptions(), NotWorthRetryingError("x"), False),
+        (HandlerOptions(retry_on=(NotWorthRetryingError,)), NotWorthRetryingError("x"), False),
+        (HandlerOptions(no_retry_on=(QuotaError,)), QuotaError("x"), False),
+        (HandlerOptions(no_retry_on=(QuotaError,)), ValueError("x"), True),
+        (HandlerOptions(retry_on=(ConnectionError,)), ConnectionResetError("x"), True),
+        (HandlerOptions(retry_on=(ConnectionError,)), ValueError("x"), False),
+        (HandlerOptions(retry_on=()), ValueError("x"), False),
+        (
+            HandlerOptions(retry_on=(ConnectionError,), no_retry_on=(ConnectionResetError,)),
+            ConnectionResetError("x"),
+            False,
+        ),
+    ],
+)
+def test_which_failures_are_retryable(
+    options: HandlerOptions, error: BaseException, retryable: bool
+) -> None:
+    assert options.is_retryable(error) is retryable
+
+
+def test_same_function_with_other_options_is_refused() -> None:
+    registry = HandlerRegistry(builtins=False)
+    registry.register("email", sync_handler)
+    with pytest.raises(HandlerError, match="type 'email' already has a handler"):
+        registry.register("email", sync_handler, no_retry_on=(QuotaError,))
+    registry.register("email", sync_handler)  # the same again is still harmless
+
+
+def test_process_isolation_needs_a_module_level_function() -> None:
+    registry = HandlerRegistry(builtins=False)
+
+    def nested(payload: JsonObject, context: RunContext) -> None:
+        return None
+
+    for handler in (nested, lambda payload, context: None, functools.partial(sync_handler)):
+        with pytest.raises(HandlerError, match="must be a module-level function"):
+            registry.register("isolated", handler, isolation="process")
+    assert "isolated" not in registry
+
+
+def test_unknown_isolation_is_refused() -> None:
+    with pytest.raises(HandlerError, match="isolation must be one of 'none', 'process'"):
+        HandlerRegistry().register("thing", sync_handler, isolation="thread")  # type: ignore[arg-type]
+
+
+def test_retry_options_take_exception_classes_only() -> None:
+    with pytest.raises(HandlerError, match="take exception classes, not 'ValueError'"):
+        HandlerRegistry().register("thing", sync_handler, retry_on=("ValueError",))  # type: ignore[arg-type]
+    with pytest.raises(HandlerError, match="not <class 'int'>"):
+        HandlerRegistry().register("thing", sync_handler, no_retry_on=int)  # type: ignore[arg-type]
+
+
+def test_package_level_decorator_takes_the_options() -> None:
+    type_name = f"isolated_{uuid.uuid4().hex[:8]}"
+    jobsched.handler(type_name, isolation="process", no_retry_on=QuotaError)(sync_handler)
+    assert default_registry.options(type_name) == HandlerOptions(
+        isolation="process", no_retry_on=(QuotaError,)
+    )
+
+
+def test_shell_is_not_a_builtin_a_worker_must_enable_it() -> None:
+    assert "shell" not in HandlerRegistry()

@@ -126,3 +126,38 @@ def test_jobsched_headers_name_the_attempt() -> None:
         "Jobsched-Attempt": "2",
         "Jobsched-Scheduled-For": "2026-11-27T03:00:00Z",
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [
+        (400, False),
+        (401, False),
+        (404, False),
+        (409, False),
+        (301, False),
+        (408, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (599, True),
+    ],
+)
+def test_default_statuses_worth_a_retry(status: int, retried: bool) -> None:
+    assert parse({"url": "http://e.com"}).retries_status(status) is retried
+
+
+def test_retry_on_status_replaces_the_default() -> None:
+    request = parse({"url": "http://e.com", "retry_on_status": [404, 409]})
+    assert request.retry_on_status == frozenset({404, 409})
+    assert request.retries_status(404)
+    assert not request.retries_status(503)
+    assert not parse({"url": "http://e.com", "retry_on_status": []}).retries_status(503)
+
+
+@pytest.mark.parametrize("value", ["503", [503, "504"], [99], [600], [True], {"503": True}])
+def test_bad_retry_on_status_is_refused(value: object) -> None:
+    with pytest.raises(InvalidPayloadError) as raised:
+        parse({"url": "http://e.com", "retry_on_status": value})
+    assert raised.value.field == "retry_on_status"

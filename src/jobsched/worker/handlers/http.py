@@ -7,7 +7,9 @@ Payload::
      "headers": {"Authorization": "..."},     # strings only
      "body": {"any": "JSON"},                 # a string is sent as is, other JSON as
                                               # application/json; absent or null: no body
-     "timeout_seconds": 10}                   # default: the run's timeout, else 30
+     "timeout_seconds": 10,                   # default: the run's timeout, else 30
+     "retry_on_status": [409, 503]}           # statuses worth another try; default:
+                                              # 408, 429 and every 5xx
 
 Every request carries ``Jobsched-Run-Id``, ``Jobsched-Attempt`` and
 ``Jobsched-Scheduled-For`` (RFC 3339, UTC), so the receiver can tell retries of one
@@ -15,8 +17,11 @@ run apart from distinct runs and deduplicate. Redirects are followed.
 
 The result is ``{"status_code": 200, "body": "<the first N bytes, decoded>"}`` with N
 the worker's ``http_response_bytes_max``. A payload the handler cannot use raises
-``InvalidPayloadError`` (the run ends dead, since a retry would fail the same way);
-a non-2xx answer or a network error raises a retryable error.
+``InvalidPayloadError`` (the run ends dead, since a retry would fail the same way).
+A network error (no answer) is retried; so is a non-2xx status in
+``retry_on_status``; any other non-2xx status ends the run dead at once (a 404 or a
+400 will not turn into a 200 by asking again). Both raise ``HttpStatusError``, whose
+``retryable`` says which.
 """
 
 from __future__ import annotations
@@ -38,21 +43,27 @@ from jobsched.worker.context import RunContext, WorkerResources
 from jobsched.worker.errors import InvalidPayloadError
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-PAYLOAD_KEYS = frozenset({"url", "method", "headers", "body", "timeout_seconds"})
+PAYLOAD_KEYS = frozenset({"url", "method", "headers", "body", "timeout_seconds", "retry_on_status"})
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_RESPONSE_BYTES_MAX = 4096
 _FORBIDDEN_HEADER_CHARACTERS = frozenset("\r\n\x00")
 _PORT_MAX = 65535
+_RETRIED_BY_DEFAULT = frozenset({408, 429})  # Request Timeout, Too Many Requests
+_SERVER_ERRORS = 500
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 
 class HttpStatusError(JobschedError):
-    """The server answered with a status outside 2xx."""
+    """The server answered with a status outside 2xx; ``retryable`` if it is worth a retry."""
 
-    def __init__(self, status_code: int, method: str, url: str, body: str) -> None:
+    def __init__(
+        self, status_code: int, method: str, url: str, body: str, *, retryable: bool = True
+    ) -> None:
         self.status_code = status_code
         self.body = body
-        super().__init__(f"HTTP {status_code} from {method} {url}: {body}")
+        self.retryable = retryable
+        final = "" if retryable else " (not retried: status not in retry_on_status)"
+        super().__init__(f"HTTP {status_code} from {method} {url}{final}: {body}")
 
 
 class HttpRequestError(JobschedError):
@@ -68,6 +79,13 @@ class HttpRequestSpec:
     headers: dict[str, str]
     content: bytes | None
     timeout_seconds: float
+    retry_on_status: frozenset[int] | None = None  # None: 408, 429 and 5xx
+
+    def retries_status(self, status_code: int) -> bool:
+        """Whether a run whose request got ``status_code`` (not 2xx) is tried again."""
+        if self.retry_on_status is not None:
+            return status_code in self.retry_on_status
+        return status_code in _RETRIED_BY_DEFAULT or status_code >= _SERVER_ERRORS
 
 
 def parse_http_payload(payload: JsonObject, *, default_timeout_seconds: float) -> HttpRequestSpec:
@@ -89,6 +107,7 @@ def parse_http_payload(payload: JsonObject, *, default_timeout_seconds: float) -
         headers=headers,
         content=content,
         timeout_seconds=_parse_timeout(payload.get("timeout_seconds", default_timeout_seconds)),
+        retry_on_status=_parse_statuses(payload.get("retry_on_status")),
     )
 
 
@@ -158,6 +177,19 @@ def _parse_timeout(value: object) -> float:
     return float(value)
 
 
+def _parse_statuses(value: object) -> frozenset[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidPayloadError("retry_on_status", "must be a list of HTTP status codes")
+    for status in value:
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise InvalidPayloadError(
+                "retry_on_status", f"must hold status codes from 100 to 599, not {status!r}"
+            )
+    return frozenset(value)
+
+
 def format_rfc3339_utc(moment: datetime) -> str:
     """``2026-11-27T03:00:00Z``; fractional seconds only when there are some."""
     utc = moment.astimezone(UTC)
@@ -197,7 +229,11 @@ async def http_handler(payload: JsonObject, context: RunContext) -> JsonObject:
             ) from error
     if not 200 <= response.status_code < 300:
         raise HttpStatusError(
-            response.status_code, request.method, _without_query(request.url), body
+            response.status_code,
+            request.method,
+            _without_query(request.url),
+            body,
+            retryable=request.retries_status(response.status_code),
         )
     return {"status_code": response.status_code, "body": body}
 
