@@ -21,6 +21,7 @@ from bench.support import BenchmarkReport, configure_logging
 # Benchmark name -> module exposing ``run(argv) -> BenchmarkReport``.
 BENCHMARKS: dict[str, str] = {
     "scheduler": "bench.scheduler_bench",
+    "worker": "bench.worker_bench",
 }
 
 
