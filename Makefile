@@ -41,8 +41,12 @@ typecheck: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev services lint typecheck
 	$(BIN)/pytest
 
-## bench: run the benchmarks in bench/ (~3 min, throw-away databases); e.g. BENCH_ARGS="--window-seconds 30"
-bench: $(VENV)/.installed-dev services
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+## bench: run the benchmarks in bench/ (~5 min, throw-away databases, Celery baseline); e.g. BENCH_ARGS="--window-seconds 30"
+bench: $(VENV)/.installed-bench services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

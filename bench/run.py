@@ -22,6 +22,7 @@ from bench.support import BenchmarkReport, configure_logging
 BENCHMARKS: dict[str, str] = {
     "scheduler": "bench.scheduler_bench",
     "worker": "bench.worker_bench",
+    "drain": "bench.drain_bench",
 }
 
 
