@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from types import FrameType
 
-from jobsched.config.settings import Settings, load_settings
-from jobsched.core.errors import JobschedError
-from jobsched.monitoring.logs import configure_logging
-from jobsched.storage.migrate import head_revision, upgrade_to_head
-from jobsched.storage.urls import parse_database_url
+
+def _stop_while_starting(signal_number: int, _frame: FrameType | None) -> None:
+    """SIGTERM before a service is up: nothing to drain, so leave at once, cleanly."""
+    raise SystemExit(0)
+
+
+# Installed before the heavy imports below: a process told to stop while it is
+# still starting (a supervisor restarting it, say) exits 0 instead of dying of
+# the signal. Each service replaces it with its own graceful handling once running.
+signal.signal(signal.SIGTERM, _stop_while_starting)
+
+import argparse  # noqa: E402 - after the early signal handler, on purpose
+import asyncio  # noqa: E402
+from collections.abc import Callable, Coroutine, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+from jobsched.config.settings import Settings, load_settings  # noqa: E402
+from jobsched.core.errors import JobschedError  # noqa: E402
+from jobsched.monitoring.logs import configure_logging  # noqa: E402
+from jobsched.storage.migrate import head_revision, upgrade_to_head  # noqa: E402
+from jobsched.storage.urls import parse_database_url  # noqa: E402
 
 _DESCRIPTIONS = {
     "api": "serve the REST API",
