@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +42,10 @@ from bench.support import (
     describe_machine,
     format_table,
     fresh_postgres_database,
+    hold_noop_runs,
     write_results,
 )
 from jobsched.config.settings import QueueSettings
-from jobsched.core.models import JobSpec
-from jobsched.core.planning import FirePlan
 from jobsched.queue import create_queue
 from jobsched.queue.rabbitmq_topology import Topology
 from jobsched.storage.database import SQLStorage
@@ -55,7 +54,6 @@ from jobsched.storage.schema import attempts, runs, workers
 logger = logging.getLogger("bench.drain")
 BIN_DIRECTORY = Path(sys.executable).parent
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-HELD_UNTIL = datetime(2100, 1, 1).astimezone()
 WORKER_PROCESSES = 2
 BACKENDS = ("database", "redis", "rabbitmq")
 BROKER_URLS: dict[str, str] = {
@@ -111,24 +109,6 @@ def _wait_for(
 
 
 # --- jobsched ----------------------------------------------------------------------
-
-
-async def _hold_runs(url: str, count: int, *, published: bool) -> None:
-    """``count`` noop runs, committed and ready except for a far-future ``not_before``."""
-    storage = SQLStorage.from_url(url)
-    try:
-        now = await storage.now()
-        for start in range(0, count, 1000):
-            size = min(1000, count - start)
-            await storage.create_jobs([(JobSpec(type="noop", payload={}), now)] * size, now=now)
-        fired = 0
-        while fired < count:
-            batch = await storage.fire_due_jobs(
-                now, 1000, lambda _job: FirePlan([HELD_UNTIL], None), published=published
-            )
-            fired += len(batch)
-    finally:
-        await storage.close()
 
 
 def _jobsched_processes(
@@ -209,7 +189,7 @@ def measure_jobsched(
     namespace = f"bench-{uuid.uuid4().hex[:12]}"
     with fresh_postgres_database(admin_url) as url:
         # The database queue claims from PostgreSQL: the runs count as published already.
-        asyncio.run(_hold_runs(url, count, published=backend == "database"))
+        asyncio.run(hold_noop_runs(url, count, published=backend == "database"))
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         processes = _jobsched_processes(url, backend, namespace, concurrency, log_directory)
         try:

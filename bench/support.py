@@ -23,6 +23,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from jobsched.core.models import JobSpec
+from jobsched.core.planning import FirePlan
+from jobsched.storage.database import SQLStorage
 from jobsched.storage.migrate import upgrade_to_head
 from jobsched.storage.urls import parse_database_url
 
@@ -169,3 +172,26 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS_DIRECTORY / f"{name}-{stamp}.json"
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     return path
+
+
+# Runs are created due at this far-future time and released all at once by one
+# UPDATE of ``not_before``, so a benchmark measures draining, not inserting.
+HELD_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+async def hold_noop_runs(url: str, count: int, *, published: bool) -> None:
+    """``count`` committed ``noop`` runs, ready except for a far-future ``not_before``."""
+    storage = SQLStorage.from_url(url)
+    try:
+        now = await storage.now()
+        for start in range(0, count, 1000):
+            size = min(1000, count - start)
+            await storage.create_jobs([(JobSpec(type="noop", payload={}), now)] * size, now=now)
+        fired = 0
+        while fired < count:
+            batch = await storage.fire_due_jobs(
+                now, 1000, lambda _job: FirePlan([HELD_UNTIL], None), published=published
+            )
+            fired += len(batch)
+    finally:
+        await storage.close()

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,13 @@ from bench.support import (
     describe_machine,
     format_table,
     fresh_postgres_database,
+    hold_noop_runs,
     write_results,
 )
-from jobsched.core.models import JobSpec
-from jobsched.core.planning import FirePlan
-from jobsched.storage.database import SQLStorage
 from jobsched.storage.schema import attempts, runs
 
 logger = logging.getLogger("bench.worker")
 JOBSCHED = str(Path(sys.executable).with_name("jobsched"))
-HELD_UNTIL = datetime(2100, 1, 1).astimezone()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +59,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def _hold_runs(url: str, count: int) -> None:
-    """``count`` noop runs, committed and ready except for a far-future ``not_before``."""
-    storage = SQLStorage.from_url(url)
-    try:
-        now = await storage.now()
-        for start in range(0, count, 1000):
-            size = min(1000, count - start)
-            await storage.create_jobs([(JobSpec(type="noop", payload={}), now)] * size, now=now)
-        fired = 0
-        while fired < count:
-            batch = await storage.fire_due_jobs(
-                now, 1000, lambda _job: FirePlan([HELD_UNTIL], None), published=True
-            )
-            fired += len(batch)
-    finally:
-        await storage.close()
 
 
 def _worker_process(url: str, concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -138,7 +117,7 @@ def _runs_per_second(engine: sa.Engine, count: int) -> float:
 
 def measure(admin_url: str, concurrency: int, count: int, log_directory: Path) -> WorkerResult:
     with fresh_postgres_database(admin_url) as url:
-        asyncio.run(_hold_runs(url, count))
+        asyncio.run(hold_noop_runs(url, count, published=True))
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         process = _worker_process(url, concurrency, log_directory / f"worker-{concurrency}.log")
         try:
