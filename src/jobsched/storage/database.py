@@ -45,6 +45,7 @@ from jobsched.core.models import (
     RunTrigger,
 )
 from jobsched.core.planning import FirePlan
+from jobsched.storage import postgres_batches
 from jobsched.storage.base import (
     AttemptOutcome,
     JobFilter,
@@ -672,6 +673,11 @@ class SQLStorage:
         return set(renewed)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        if self.dialect == "postgresql":
+            async with self._transaction() as connection:
+                return await postgres_batches.finish_attempts(connection, outcomes)
         accepted: dict[int, bool] = {}
         # In run-id order, the order renew_leases locks rows in, so the two never deadlock.
         in_lock_order = sorted(range(len(outcomes)), key=lambda index: outcomes[index].run_id)

@@ -2,9 +2,10 @@
 
 One worker is one asyncio task tree: a claim loop that keeps up to ``concurrency``
 runs in flight, one task per run, a heartbeat that renews every held lease in one
-statement, and an outcome recorder that batches ``finish_attempts``. Handlers never
-hold up the heartbeat: async ones share the loop (and must not block it), sync ones
-run in threads, ``isolation="process"`` ones in child processes.
+statement, and batchers that group the outcomes (``finish_attempts``) and the acks of
+runs ending together. Handlers never hold up the heartbeat: async ones share the
+loop (and must not block it), sync ones run in threads, ``isolation="process"``
+ones in child processes.
 
 Guarantees (ARCHITECTURE.md, 3 and 4):
 
@@ -71,7 +72,7 @@ from jobsched.worker.handlers.shell import shell_handler
 from jobsched.worker.inflight import InFlight, StopReason
 from jobsched.worker.isolation import preload_in_children
 from jobsched.worker.presence import WorkerPresence
-from jobsched.worker.recording import OutcomeRecorder
+from jobsched.worker.recording import delivery_settler, outcome_recorder
 from jobsched.worker.registry import HandlerRegistry
 from jobsched.worker.threads import HandlerThreads
 
@@ -122,7 +123,9 @@ class Worker:
         self._poll_interval_seconds = poll_interval_seconds
         self.worker_id = settings.resolved_id()
         self._in_flight: dict[tuple[uuid.UUID, int], InFlight] = {}
-        self._recorder = OutcomeRecorder(storage)
+        self._recorder = outcome_recorder(storage)
+        self._acks = delivery_settler(queue, dead=False)
+        self._dead_letters = delivery_settler(queue, dead=True)
         self._resources: WorkerResources | None = None
         self._threads = HandlerThreads()
         self._background: set[asyncio.Task[None]] = set()
@@ -189,6 +192,8 @@ class Worker:
             await self._recorder.close()
             await _cancel_and_wait(heartbeat)
             await self._end_background_tasks()
+            await self._acks.close()
+            await self._dead_letters.close()
 
     @asynccontextmanager
     async def _shared_resources(self) -> AsyncIterator[None]:
@@ -389,12 +394,12 @@ class Worker:
         else:
             OUTCOMES_REFUSED.inc()
         if accepted and outcome.run_status is RunStatus.DEAD:
-            await self._queue_call("dead_letter", self._queue.dead_letter([run]))
+            await self._dead_letters.submit(run)
         else:
             # A retry is published again by the outbox once its delay has passed; a
             # refused outcome means the run was rescued and republished: either way
             # this delivery is spent.
-            await self._queue_call("ack", self._queue.ack([run]))
+            await self._acks.submit(run)
 
     def outcome_for(self, run: Run, ending: HandlerEnding) -> AttemptOutcome:
         """The outcome of ``run``'s current attempt: success, a retry by policy, or dead."""
@@ -428,7 +433,7 @@ class Worker:
         outage_count = 0
         while True:
             try:
-                return await self._recorder.record(outcome)
+                return await self._recorder.submit(outcome)
             except StorageError as error:
                 outage_count += 1
                 delay_seconds = backoff_delay_seconds(_OUTAGE_BACKOFF, outage_count)
@@ -599,7 +604,7 @@ class Worker:
         # The run is cancelled, or goes back through the outbox (rescued): this
         # worker's delivery of it is spent.
         await asyncio.wait({entry.task})
-        await self._queue_call("ack", self._queue.ack([entry.run]))
+        await self._acks.submit(entry.run)
 
 
 @contextlib.contextmanager
