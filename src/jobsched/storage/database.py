@@ -114,6 +114,9 @@ class SQLStorage:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # For writes that are one statement, atomic by themselves: no BEGIN and COMMIT
+        # round trips. Shares the engine's pool.
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.dialect = engine.dialect.name
 
     @classmethod
@@ -128,6 +131,14 @@ class SQLStorage:
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self._engine.begin() as connection:
+                yield connection
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as error:
+            raise StorageError(f"database unavailable: {error}") from error
+
+    @asynccontextmanager
+    async def _single_statement(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._autocommit_engine.connect() as connection:
                 yield connection
         except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as error:
             raise StorageError(f"database unavailable: {error}") from error
@@ -578,6 +589,13 @@ class SQLStorage:
     async def claim_ready_runs(
         self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
     ) -> list[Run]:
+        if self.dialect == "postgresql":
+            async with self._single_statement() as connection:
+                return _by_priority(
+                    await postgres_batches.claim_ready_runs(
+                        connection, queues, limit, worker_id, lease_seconds
+                    )
+                )
         ready = (
             sa.select(runs.c.id)
             .where(
@@ -596,6 +614,11 @@ class SQLStorage:
     ) -> list[Run]:
         if not run_ids:
             return []
+        if self.dialect == "postgresql":
+            async with self._single_statement() as connection:
+                return _by_priority(
+                    await postgres_batches.claim_runs(connection, run_ids, worker_id, lease_seconds)
+                )
         return await self._claim(
             sa.and_(
                 runs.c.id.in_(run_ids),
@@ -640,8 +663,7 @@ class SQLStorage:
                         for run in claimed
                     ],
                 )
-        claimed.sort(key=lambda run: (-run.priority, run.not_before))
-        return claimed
+        return _by_priority(claimed)
 
     async def renew_leases(
         self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
@@ -676,7 +698,7 @@ class SQLStorage:
         if not outcomes:
             return []
         if self.dialect == "postgresql":
-            async with self._transaction() as connection:
+            async with self._single_statement() as connection:
                 return await postgres_batches.finish_attempts(connection, outcomes)
         accepted: dict[int, bool] = {}
         # In run-id order, the order renew_leases locks rows in, so the two never deadlock.
@@ -918,6 +940,11 @@ _ADVANCE_JOB = (
         updated_at=sa.bindparam("new_updated_at"),
     )
 )
+
+
+def _by_priority(claimed: list[Run]) -> list[Run]:
+    """Claimed runs in the order to start them: highest priority, then longest waiting."""
+    return sorted(claimed, key=lambda run: (-run.priority, run.not_before))
 
 
 def _with_fresh_attempt_budget(retry: dict[str, Any], attempt: int) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""Set-based statements for the worker's hot path on PostgreSQL.
+"""Single-statement claims and outcomes: the worker's hot path on PostgreSQL.
 
-A worker ends runs in batches (``OutcomeRecorder``). Written one run at a time,
-a batch of N outcomes costs 2N round trips and 2N statement executions; here
-the whole batch is one statement whose text never changes (the outcomes travel
-as arrays, unnested server-side), so psycopg prepares it once per connection
-and PostgreSQL plans it once. SQLite keeps the row-at-a-time path in
-``SQLStorage``: it is in-process, where a statement costs no round trip.
+A worker claims runs and ends them in batches. Written with one statement per
+table (and per run, for outcomes) inside an explicit transaction, a batch costs
+several round trips; here each batch is one statement, run in autocommit (no
+BEGIN/COMMIT round trips), whose text never changes: the batch travels as
+arrays unnested server-side, so psycopg prepares the statement once per
+connection and PostgreSQL plans it once. SQLite keeps the general path in
+``SQLStorage``: it is in-process, where a statement costs no round trip, and it
+has no data-modifying CTEs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,62 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobsched.core.ids import new_id
+from jobsched.core.models import CLAIMABLE_RUN_STATUSES, Run
 from jobsched.storage.base import AttemptOutcome
+from jobsched.storage.rows import run_from_row
+from jobsched.storage.schema import runs
+
+_CLAIMABLE = sorted(status.value for status in CLAIMABLE_RUN_STATUSES)
+
+# Claiming takes the lease and opens the attempt in one statement. The attempt ids
+# are made here (UUIDv7, so that they sort by creation like every other id) and
+# handed over as an array, one per run that may be claimed, paired by row number.
+_CLAIM = """
+WITH claimed AS (
+    UPDATE runs SET
+        status = 'running',
+        attempt = runs.attempt + 1,
+        lease_owner = :worker_id,
+        lease_expires_at = now() + make_interval(secs => :lease_seconds),
+        started_at = COALESCE(runs.started_at, now()),
+        updated_at = now()
+    WHERE {condition}
+    RETURNING runs.*
+),
+numbered AS (
+    SELECT claimed.id, claimed.attempt, claimed.updated_at, row_number() OVER () AS position
+    FROM claimed
+),
+started AS (
+    INSERT INTO attempts (id, run_id, attempt, status, worker_id, started_at)
+    SELECT (CAST(:attempt_ids AS uuid[]))[position], id, attempt, 'running', :worker_id,
+        updated_at
+    FROM numbered
+)
+SELECT * FROM claimed
+"""
+_CLAIM_BY_ID = sa.text(
+    _CLAIM.format(
+        condition="""runs.id = ANY(CAST(:run_ids AS uuid[]))
+      AND runs.status = ANY(CAST(:claimable AS text[]))
+      -- A stale duplicate delivery must not start a retry before its backoff ends.
+      AND runs.not_before <= now()"""
+    )
+).columns(*runs.columns)
+_CLAIM_READY = sa.text(
+    _CLAIM.format(
+        condition="""runs.id IN (
+        SELECT ready.id FROM runs AS ready
+        WHERE ready.status = ANY(CAST(:claimable AS text[]))
+          AND ready.queue = ANY(CAST(:queues AS text[]))
+          AND ready.not_before <= now()
+        ORDER BY ready.priority DESC, ready.not_before, ready.id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )"""
+    )
+).columns(*runs.columns)
 
 # The fence is the row-at-a-time path's: only the lease holder's current attempt
 # of a running run is ended. It appears twice: in the locking subquery, which
@@ -110,3 +167,41 @@ async def finish_attempts(
         for index, outcome in enumerate(outcomes)
         for key in [(outcome.run_id, outcome.attempt)]
     ]
+
+
+async def claim_runs(
+    connection: AsyncConnection,
+    run_ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease_seconds: float,
+) -> list[Run]:
+    """Claim those of ``run_ids`` that are claimable now; each gets a running attempt."""
+    parameters = {
+        "run_ids": list(run_ids),
+        "claimable": _CLAIMABLE,
+        "worker_id": worker_id,
+        "lease_seconds": lease_seconds,
+        "attempt_ids": [new_id() for _ in run_ids],
+    }
+    rows = await connection.execute(_CLAIM_BY_ID, parameters)
+    return [run_from_row(row) for row in rows.mappings()]
+
+
+async def claim_ready_runs(
+    connection: AsyncConnection,
+    queues: Sequence[str],
+    limit: int,
+    worker_id: str,
+    lease_seconds: float,
+) -> list[Run]:
+    """Claim up to ``limit`` ready runs of ``queues``, highest priority first."""
+    parameters = {
+        "queues": list(queues),
+        "limit": limit,
+        "claimable": _CLAIMABLE,
+        "worker_id": worker_id,
+        "lease_seconds": lease_seconds,
+        "attempt_ids": [new_id() for _ in range(limit)],
+    }
+    rows = await connection.execute(_CLAIM_READY, parameters)
+    return [run_from_row(row) for row in rows.mappings()]
