@@ -123,6 +123,8 @@ class Worker:
         self._poll_interval_seconds = poll_interval_seconds
         self.worker_id = settings.resolved_id()
         self._in_flight: dict[tuple[uuid.UUID, int], InFlight] = {}
+        # Runs whose handler has returned and whose outcome is being written.
+        self._finishing_count = 0
         self._recorder = outcome_recorder(storage)
         self._acks = delivery_settler(queue, dead=False)
         self._dead_letters = delivery_settler(queue, dead=True)
@@ -311,7 +313,7 @@ class Worker:
         outage_count = 0
         while not self._stop_requested.is_set():
             self._capacity_changed.clear()
-            capacity = self._settings.concurrency - len(self._in_flight)
+            capacity = self._capacity()
             if capacity <= 0:
                 await self._capacity_changed.wait()
                 continue
@@ -338,6 +340,18 @@ class Worker:
             outage_count = 0
             for run in runs:
                 self._start(run, asked_at)
+
+    def _capacity(self) -> int:
+        """How many more runs to claim now.
+
+        ``concurrency`` bounds the handlers executing at once. A run whose handler has
+        returned no longer takes a slot while its outcome is written and its delivery
+        acknowledged (a batch round trip or two), so short runs do not leave slots
+        idle; up to ``concurrency`` such runs may wait at once.
+        """
+        concurrency = self._settings.concurrency
+        executing = len(self._in_flight) - self._finishing_count
+        return min(concurrency - executing, 2 * concurrency - len(self._in_flight))
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -371,6 +385,8 @@ class Worker:
             duration_seconds = time.monotonic() - started
             JOB_DURATION.labels(**labels).observe(duration_seconds)
             entry.finishing = True
+            self._finishing_count += 1
+            self._capacity_changed.set()
             await self._finish(run, ending, duration_seconds)
         except asyncio.CancelledError:
             if entry.stop_reason is None:
@@ -380,6 +396,8 @@ class Worker:
             logger.exception("run %s: the worker failed to finish its attempt", run.id)
         finally:
             RUNS_IN_PROGRESS.labels(**labels).dec()
+            if entry.finishing:
+                self._finishing_count -= 1
             self._in_flight.pop(entry.key, None)
             self._capacity_changed.set()
 

@@ -505,6 +505,51 @@ async def test_worker_rides_out_database_errors(
     assert sum("cannot record the outcome" in message for message in messages) == 2
 
 
+class HeldOutcomes:
+    """Real storage whose ``finish_attempts`` waits until the test lets it go."""
+
+    def __init__(self, inner: SQLStorage) -> None:
+        self._inner = inner
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        self.waiting += len(outcomes)
+        await self.release.wait()
+        return await self._inner.finish_attempts(outcomes)
+
+
+async def test_runs_writing_their_outcome_free_their_slot_up_to_concurrency_more(
+    storage: SQLStorage, start_worker: StartWorker
+) -> None:
+    registry = HandlerRegistry()
+    started: list[uuid.UUID] = []
+
+    @registry.handler("quick")
+    async def quick(payload: JsonObject, context: RunContext) -> None:
+        started.append(context.run_id)
+
+    held = HeldOutcomes(storage)
+    created = [await create_due_run(storage, spec("quick")) for _ in range(4)]
+    worker = await start_worker(registry, storage=held, concurrency=1)
+
+    # Concurrency 1: the second run starts while the first's outcome is still being
+    # written, and then no third: two runs wait for their outcomes at most.
+    await wait_until(lambda: len(started) == 2)
+    await asyncio.sleep(0.3)  # several claim polls: none may start a third run
+    assert len(started) == 2
+    assert worker.in_flight_count == 2
+
+    held.release.set()
+    for run in created:
+        done = await wait_until(lambda run=run: final_run(storage, run.id))
+        assert done.status is RunStatus.SUCCEEDED
+    assert sorted(started) == sorted(run.id for run in created)
+
+
 # --- stopping ----------------------------------------------------------------------
 
 
