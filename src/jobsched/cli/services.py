@@ -105,7 +105,9 @@ async def _open_backends(
     stack.push_async_callback(storage.close)
     if check_schema:
         await storage.check_schema()
-    queue = create_queue(settings.queue, storage, prefetch_count=settings.worker.concurrency)
+    # A worker holds the deliveries of its executing runs and of up to as many more
+    # whose outcomes are being written (Worker._capacity).
+    queue = create_queue(settings.queue, storage, prefetch_count=2 * settings.worker.concurrency)
     stack.push_async_callback(queue.close)
     return storage, queue
 

@@ -37,7 +37,7 @@ def queue_scheme(url: str | None) -> str:
 def create_queue(
     settings: QueueSettings, storage: Storage, *, prefetch_count: int = 10
 ) -> RunQueue:
-    """The backend ``settings.url`` selects. ``prefetch_count``: the worker's concurrency."""
+    """The backend ``settings.url`` selects. ``prefetch_count``: deliveries a worker may hold."""
     backend = queue_scheme(settings.url)
     if backend == "redis":
         from jobsched.queue.redis_streams import RedisStreamsQueue  # noqa: PLC0415 - optional backend

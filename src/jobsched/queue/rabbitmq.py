@@ -11,8 +11,9 @@ broker's confirms of the whole batch and raises ``QueueError`` if any is missing
 again, and the duplicates that can cause are refused at claim time.
 
 **Claiming.** One consumer per jobsched queue, started by the first claim naming
-it, on a channel whose ``prefetch_count`` is the worker's concurrency: the broker
-pushes at most that many unacknowledged deliveries to this process. ``claim``
+it, on a channel whose ``prefetch_count`` is twice the worker's concurrency (its
+executing runs, and as many whose outcomes are being written): the broker pushes
+at most that many unacknowledged deliveries to this process. ``claim``
 takes buffered deliveries, claims their runs in the database, acks at once the
 deliveries whose runs it could not claim (duplicates, finished or cancelled runs)
 and keeps the rest until the worker ``ack``s or ``dead_letter``s them, after the
