@@ -71,7 +71,7 @@ from yarl import URL
 from jobsched.config.settings import QueueSettings
 from jobsched.core.errors import QueueError
 from jobsched.core.models import Run
-from jobsched.queue.rabbitmq_deliveries import DeliveryBuffer
+from jobsched.queue.rabbitmq_deliveries import DeliveryBuffer, UnsettledTags
 from jobsched.queue.rabbitmq_topology import (
     Topology,
     amqp_priority,
@@ -128,6 +128,7 @@ class RabbitMQQueue:
         self._consumer_lock = asyncio.Lock()
         self._closed = False
         self._buffer = DeliveryBuffer()
+        self._unsettled = UnsettledTags()
         # Deliveries of claimed runs, by (run id, attempt): a run rescued and claimed
         # again here while its first attempt still runs has two deliveries.
         self._held: dict[tuple[uuid.UUID, int], AbstractIncomingMessage] = {}
@@ -230,6 +231,7 @@ class RabbitMQQueue:
         self._buffer.wake()
         self._buffer.drain()
         self._held.clear()
+        self._unsettled.clear()
         session, self._session = self._session, None
         if session is not None:
             await self._close_quietly(session.connection)
@@ -325,6 +327,7 @@ class RabbitMQQueue:
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
         if not self._closed:  # closing: the broker takes the delivery back
+            self._unsettled.received(message)
             self._buffer.put(message)
 
     async def _claim_deliveries(
@@ -376,6 +379,9 @@ class RabbitMQQueue:
             for run in runs
             if (delivery := self._held.pop((run.id, run.attempt), None)) is not None
         ]
+        if not dead_letter:
+            await self._ack_together(deliveries)
+            return
         first_error: QueueError | None = None
         for delivery in deliveries:
             try:
@@ -384,6 +390,22 @@ class RabbitMQQueue:
                 first_error = first_error or error
         if first_error is not None:
             raise first_error
+
+    async def _ack_together(self, deliveries: list[AbstractIncomingMessage]) -> None:
+        """Ack ``deliveries`` in as few frames as the other unsettled deliveries allow."""
+        live = []
+        for delivery in deliveries:
+            if not _is_stale(delivery):
+                live.append(delivery)
+        try:
+            async with self._broker_call(f"acknowledge {len(live)} deliveries"):
+                for delivery, multiple in self._unsettled.plan_acks(live):
+                    await delivery.ack(multiple=multiple)
+        finally:
+            # Acked, or (on failure) the channel is going: the broker requeues them
+            # and their redelivered copies are refused at claim time.
+            for delivery in live:
+                self._unsettled.settled(delivery)
 
     async def _settle_unclaimed(
         self, deliveries: list[AbstractIncomingMessage], *, dead_letter: bool
@@ -399,11 +421,14 @@ class RabbitMQQueue:
         if _is_stale(delivery):
             logger.debug("delivery %s came before a reconnect; the broker requeued it", delivery)
             return
-        async with self._broker_call("settle a delivery"):
-            if dead_letter:
-                await delivery.reject(requeue=False)
-            else:
-                await delivery.ack()
+        try:
+            async with self._broker_call("settle a delivery"):
+                if dead_letter:
+                    await delivery.reject(requeue=False)
+                else:
+                    await delivery.ack()
+        finally:
+            self._unsettled.settled(delivery)
 
     # --- observing --------------------------------------------------------------
 

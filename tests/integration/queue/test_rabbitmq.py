@@ -373,6 +373,33 @@ async def test_deliveries_of_a_consumer_that_goes_away_go_to_another(
     assert len(claimed) == 2
 
 
+async def test_acks_of_runs_ending_together_leave_the_others_unacknowledged(
+    storage: SQLStorage, open_rabbitmq: OpenQueue
+) -> None:
+    settings = isolated_queue_settings()
+    broker_name = topology(settings).run_queue("default")
+    queue = await open_rabbitmq(settings)
+    runs = [await make_run(storage) for _ in range(5)]
+    await queue.publish(runs)
+    claimed: dict[uuid.UUID, Run] = {}
+
+    async def all_claimed() -> bool:
+        claimed.update((run.id, run) for run in await claim_all(queue, wait_seconds=0.2))
+        return len(claimed) == len(runs)
+
+    await wait_until(all_claimed, message="all five claimed")
+    assert await ready_and_unacked(broker_name) == (0, 5)
+
+    # The first two share one multiple ack; the fourth cannot take the third with it.
+    await queue.ack([claimed[runs[index].id] for index in (0, 1, 3)])
+    await wait_until(lambda: _none_ready_and_unacked(broker_name, 2), message="three acked")
+    await asyncio.sleep(0.2)  # the broker has had time to settle anything else
+    assert await ready_and_unacked(broker_name) == (0, 2)
+
+    await queue.ack([claimed[runs[index].id] for index in (2, 4)])
+    await wait_until(lambda: _none_ready_and_unacked(broker_name, 0), message="all acked")
+
+
 async def test_a_duplicate_delivery_is_acked_and_ignored(
     storage: SQLStorage, open_rabbitmq: OpenQueue
 ) -> None:
