@@ -28,7 +28,9 @@ class Services:
     on_jobs_changed: Callable[[], None] = field(default=lambda: None)
 
 
-def get_services(request: Request) -> Services:
+# The dependencies are ``async def`` though they never await: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a thread hop on every request.
+async def get_services(request: Request) -> Services:
     services = request.app.state.services
     assert isinstance(services, Services), "create_app() stores the services on app.state"
     return services
@@ -46,7 +48,7 @@ class PageRequest:
     cursor: str | None
 
 
-def get_page_request(
+async def get_page_request(
     services: ServicesDependency,
     limit: Annotated[
         int | None, Query(ge=1, description="Page size (at most api.page_size_max).")
