@@ -7,18 +7,12 @@ once (runs still held are rescued later by their lease expiring).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Protocol
 
-import uvicorn
-from fastapi import FastAPI
-
-from jobsched.api.app import create_app
-from jobsched.api.cache import JobCache, job_cache_from_settings
 from jobsched.config.settings import Settings
 from jobsched.monitoring.server import metrics_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
@@ -39,30 +33,6 @@ class Service(Protocol):
     async def run(self) -> None: ...
 
     def request_stop(self) -> None: ...
-
-
-class ApiServer:
-    """uvicorn serving the API, with signals left to ``run_until_signalled``."""
-
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-        self._server = _QuietSignalServer(config)
-
-    async def run(self) -> None:
-        await self._server.serve()
-        if not self._server.started:
-            raise SystemExit(1)
-
-    def request_stop(self) -> None:
-        self._server.should_exit = True
-
-
-class _QuietSignalServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The process's signal handling belongs to run_until_signalled, which stops
-        # every service, not only the HTTP server.
-        yield
 
 
 async def run_until_signalled(services: list[Service]) -> None:
@@ -140,12 +110,6 @@ def _scheduler(
     return scheduler
 
 
-def _job_cache(settings: Settings, stack: AsyncExitStack) -> JobCache:
-    cache = job_cache_from_settings(settings)
-    stack.push_async_callback(cache.close)
-    return cache
-
-
 def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack) -> Worker:
     if isinstance(queue, DatabaseQueue):
         _listen(settings, stack, RUNS_CHANNEL, queue.on_runs_ready)
@@ -161,10 +125,11 @@ def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncE
 
 
 async def serve_api(settings: Settings) -> None:
+    from jobsched.cli.http_service import api_server  # noqa: PLC0415 - see http_service
+
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
-        app = create_app(storage, queue, settings, cache=_job_cache(settings, stack))
-        await run_until_signalled([ApiServer(app, settings.api.host, settings.api.port)])
+        await run_until_signalled([api_server(settings, storage, queue, stack)])
 
 
 async def serve_scheduler(settings: Settings) -> None:
@@ -184,19 +149,14 @@ async def serve_worker(settings: Settings) -> None:
 
 async def serve_standalone(settings: Settings) -> None:
     """API, scheduler and worker in one process; the schema is migrated first."""
+    from jobsched.cli.http_service import api_server  # noqa: PLC0415 - see http_service
+
     upgrade_to_head(parse_database_url(settings.database.url))
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
         worker = _worker(settings, storage, queue, stack)
         scheduler = _scheduler(settings, storage, queue, stack)
-        app = create_app(
-            storage,
-            queue,
-            settings,
-            cache=_job_cache(settings, stack),
-            on_jobs_changed=scheduler.wake,
-        )
-        api = ApiServer(app, settings.api.host, settings.api.port)
+        api = api_server(settings, storage, queue, stack, on_jobs_changed=scheduler.wake)
         logger.info(
             "jobsched standalone on http://%s:%d (database %s)",
             settings.api.host,

@@ -1,0 +1,60 @@
+"""The HTTP side of ``jobsched api`` and ``standalone``: the app, its job cache, uvicorn.
+
+Kept apart from ``cli.services`` and imported only by the commands that serve
+HTTP: FastAPI, Starlette, uvicorn and the API's models add about 18 MiB to a
+process, which a worker or scheduler (often run many times over) does not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack
+
+import uvicorn
+from fastapi import FastAPI
+
+from jobsched.api.app import create_app
+from jobsched.api.cache import job_cache_from_settings
+from jobsched.config.settings import Settings
+from jobsched.queue import RunQueue
+from jobsched.storage.base import Storage
+
+
+def api_server(
+    settings: Settings,
+    storage: Storage,
+    queue: RunQueue,
+    stack: AsyncExitStack,
+    *,
+    on_jobs_changed: Callable[[], None] | None = None,
+) -> ApiServer:
+    """The API on ``settings.api``, with its job cache closed by ``stack``."""
+    cache = job_cache_from_settings(settings)
+    stack.push_async_callback(cache.close)
+    app = create_app(storage, queue, settings, cache=cache, on_jobs_changed=on_jobs_changed)
+    return ApiServer(app, settings.api.host, settings.api.port)
+
+
+class ApiServer:
+    """uvicorn serving the API, with signals left to ``run_until_signalled``."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        self._server = _QuietSignalServer(config)
+
+    async def run(self) -> None:
+        await self._server.serve()
+        if not self._server.started:
+            raise SystemExit(1)
+
+    def request_stop(self) -> None:
+        self._server.should_exit = True
+
+
+class _QuietSignalServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The process's signal handling belongs to run_until_signalled, which stops
+        # every service, not only the HTTP server.
+        yield
