@@ -43,6 +43,11 @@ Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 TimeoutSeconds = Annotated[float, Field(gt=0)]
 MisfireGraceSeconds = Annotated[float, Field(ge=0)]
 Payload = dict[str, Any]
+# Strict mode takes only enum instances when validating Python objects, and FastAPI
+# validates the decoded JSON body as Python objects: the enum fields take their JSON
+# strings (and nothing else: an unknown string is still refused).
+MisfirePolicyName = Annotated[MisfirePolicy, Field(strict=False)]
+ConcurrencyPolicyName = Annotated[ConcurrencyPolicy, Field(strict=False)]
 
 
 class RequestModel(BaseModel):
@@ -78,10 +83,10 @@ class JobCreate(RequestModel):
     # Omitted: the configured default; null: no timeout at all.
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryRequest | None = None
-    misfire_policy: MisfirePolicy = MisfirePolicy.COALESCE
+    misfire_policy: MisfirePolicyName = MisfirePolicy.COALESCE
     # Omitted or null: the scheduler's default (scheduler.misfire_grace_seconds).
     misfire_grace_seconds: MisfireGraceSeconds | None = None
-    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    concurrency_policy: ConcurrencyPolicyName = ConcurrencyPolicy.ALLOW
 
 
 BATCH_SIZE_MAX = 1000
@@ -122,9 +127,9 @@ class JobPatch(RequestModel):
     priority: Priority | None = None
     timeout_seconds: TimeoutSeconds | None = None
     retry: RetryRequest | None = None
-    misfire_policy: MisfirePolicy | None = None
+    misfire_policy: MisfirePolicyName | None = None
     misfire_grace_seconds: MisfireGraceSeconds | None = None
-    concurrency_policy: ConcurrencyPolicy | None = None
+    concurrency_policy: ConcurrencyPolicyName | None = None
 
     @field_validator(*_NOT_NULLABLE_IN_PATCH)
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from jobsched.config.settings import Settings
 from jobsched.core.models import JobStatus
@@ -84,6 +85,45 @@ async def test_create_stores_every_given_field(api: httpx.AsyncClient, storage: 
     next_run_at = _time(job["next_run_at"])
     assert (next_run_at.hour, next_run_at.minute) in {(7, 30), (8, 30)}
     assert next_run_at.astimezone(ZoneInfo("Europe/Berlin")).weekday() < 5
+
+
+async def test_policies_are_set_by_their_json_names_on_create_and_patch(
+    api: httpx.AsyncClient, storage: SQLStorage
+) -> None:
+    response = await api.post(
+        "/jobs",
+        json={
+            "type": "noop",
+            "schedule": "@hourly",
+            "misfire_policy": "skip",
+            "misfire_grace_seconds": 30,
+            "concurrency_policy": "forbid",
+        },
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert (created["misfire_policy"], created["concurrency_policy"]) == ("skip", "forbid")
+
+    patched = await api.patch(
+        f"/jobs/{created['id']}",
+        json={"misfire_policy": "all", "concurrency_policy": "replace"},
+    )
+    assert patched.status_code == 200, patched.text
+    stored = await storage.get_job(uuid.UUID(created["id"]))
+    assert (stored.misfire_policy.value, stored.concurrency_policy.value) == ("all", "replace")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("misfire_policy", "sometimes"), ("concurrency_policy", 1), ("concurrency_policy", None)],
+)
+async def test_an_unknown_policy_is_refused_naming_its_field(
+    api: httpx.AsyncClient, field: str, value: object
+) -> None:
+    response = await api.post("/jobs", json={"type": "noop", "schedule": "@hourly", field: value})
+
+    assert_problem(response, 422, field)
+    assert (await api.get("/jobs")).json()["items"] == []
 
 
 async def test_null_timeout_means_no_timeout(api: httpx.AsyncClient) -> None:
