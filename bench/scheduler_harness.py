@@ -2,8 +2,9 @@
 
 ``MeasuredScheduler`` is ``Scheduler`` with each inherited ``tick()`` timed
 (wall and process CPU); ``RecordingStorage`` is ``SQLStorage`` noting when each
-fire transaction committed. Neither changes what the scheduler does: the same
-SQL, the same loop (``Scheduler.run``), wired as ``jobsched scheduler`` wires it.
+fire transaction committed and, with a broker, when each outbox batch had been
+handed to the broker. Neither changes what the scheduler does: the same SQL, the
+same loop (``Scheduler.run``), wired as ``jobsched scheduler`` wires it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,11 +27,11 @@ from bench.support import (
     machine_busy_seconds,
     percentile,
 )
-from jobsched.config.settings import SchedulerSettings
+from jobsched.config.settings import QueueSettings, SchedulerSettings
 from jobsched.core.ids import new_id
 from jobsched.core.models import Job, JobStatus, RetryPolicy, Run
 from jobsched.core.planning import FirePlan
-from jobsched.queue.database import DatabaseQueue
+from jobsched.queue import RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage, create_engine_for
@@ -66,12 +67,34 @@ class FireRecord:
     runs: list[Run]
 
 
+@dataclass(frozen=True, slots=True)
+class PublishRecord:
+    """One outbox batch: when the broker had taken it, and its runs."""
+
+    published_epoch: float
+    runs: list[Run]
+
+
 class RecordingStorage(SQLStorage):
-    """``SQLStorage`` noting when each fire transaction committed; the SQL is unchanged."""
+    """``SQLStorage`` noting when fire transactions committed and when the broker took runs.
+
+    The SQL is unchanged.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fires: list[FireRecord] = []
+        self.publishes: list[PublishRecord] = []
+
+    async def publish_pending(
+        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+    ) -> int:
+        async def publish_and_record(batch: list[Run]) -> None:
+            await publish(batch)
+            # The broker has the runs now: a worker could take them from here on.
+            self.publishes.append(PublishRecord(time.time(), batch))
+
+        return await super().publish_pending(limit, publish_and_record)
 
     async def fire_due_jobs(
         self,
@@ -94,12 +117,13 @@ class MeasuredScheduler(Scheduler):
     def __init__(
         self,
         storage: Storage,
+        queue: RunQueue,
         settings: SchedulerSettings,
         leadership: Leadership,
         *,
         fired_target: int | None = None,
     ) -> None:
-        super().__init__(storage, DatabaseQueue(storage), settings, leadership=leadership)
+        super().__init__(storage, queue, settings, leadership=leadership)
         self.ticks: list[TickSample] = []
         self.fired_total = 0
         self._fired_target = fired_target
@@ -283,6 +307,7 @@ def database_name_of(url: str) -> str:
 class RunningScheduler:
     scheduler: MeasuredScheduler
     storage: RecordingStorage
+    queue: RunQueue
     listener: NotificationListener | None
     task: asyncio.Task[None] = field(init=False)
 
@@ -296,6 +321,7 @@ class RunningScheduler:
         await self.task
         if self.listener is not None:
             await self.listener.close()
+        await self.queue.close()
         await self.storage.close()
 
 
@@ -303,19 +329,23 @@ def start_scheduler(
     url: str,
     settings: SchedulerSettings,
     *,
+    queue_settings: QueueSettings | None = None,
     notify_listener: bool = True,
     fired_target: int | None = None,
 ) -> RunningScheduler:
-    """The scheduler wired as ``jobsched scheduler`` wires it (``cli.services``), database queue.
+    """The scheduler wired as ``jobsched scheduler`` wires it (``cli.services``).
 
-    ``notify_listener`` False leaves out the ``jobsched_jobs`` LISTEN connection,
-    to show what NOTIFY wake-ups cost or save. ``fired_target``: set
+    ``queue_settings`` choose the queue as ``queue.url`` does (None: the database
+    queue). ``notify_listener`` False leaves out the ``jobsched_jobs`` LISTEN
+    connection, to show what NOTIFY wake-ups cost or save. ``fired_target``: set
     ``scheduler.target_reached`` once that many runs were created.
     """
     database = parse_database_url(url)
     storage = RecordingStorage(create_engine_for(database))
+    queue = create_queue(queue_settings or QueueSettings(), storage)
     scheduler = MeasuredScheduler(
         storage,
+        queue,
         settings,
         leadership_for(database),
         fired_target=fired_target,
@@ -327,7 +357,7 @@ def start_scheduler(
         if notify_listener
         else None
     )
-    running = RunningScheduler(scheduler, storage, listener)
+    running = RunningScheduler(scheduler, storage, queue, listener)
     running.start()
     return running
 
@@ -363,6 +393,18 @@ def commit_lags(fires: Sequence[FireRecord], window_start: float, window_end: fl
         record.committed_epoch - run.scheduled_for.timestamp()
         for record in fires
         if window_start <= record.tick_now.timestamp() < window_end
+        for run in record.runs
+    ]
+
+
+def publish_lags(
+    publishes: Sequence[PublishRecord], window_start: float, window_end: float
+) -> list[float]:
+    """From each run's fire time to when the broker had it, for batches published in the window."""
+    return [
+        record.published_epoch - run.scheduled_for.timestamp()
+        for record in publishes
+        if window_start <= record.published_epoch < window_end
         for run in record.runs
     ]
 

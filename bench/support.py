@@ -36,18 +36,63 @@ _CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One line of the combined table: a figure of jobsched's beside its baseline's.
+
+    ``ratio`` is oriented so that above 1 always means jobsched did better:
+    jobsched / baseline where higher is better (throughput), baseline / jobsched
+    where lower is better (latency, memory, CPU). It is None where either side
+    has no figure.
+    """
+
+    scenario: str
+    backend: str
+    metric: str
+    jobsched: float | None
+    baseline: float | None
+    baseline_name: str
+    higher_is_better: bool
+    digits: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.jobsched or not self.baseline:
+            return None
+        if self.higher_is_better:
+            return self.jobsched / self.baseline
+        return self.baseline / self.jobsched
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "backend": self.backend,
+            "metric": self.metric,
+            "jobsched": self.jobsched,
+            "baseline": self.baseline,
+            "baseline_name": self.baseline_name,
+            "higher_is_better": self.higher_is_better,
+            "ratio": self.ratio,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class BenchmarkReport:
-    """What a benchmark hands back to ``bench.run``: its table and where its JSON went."""
+    """What a benchmark hands back to ``bench.run``: its table, its summary rows, its JSON."""
 
     name: str
     table: str
     results_path: Path
+    rows: tuple[SummaryRow, ...] = ()
 
 
 def configure_logging() -> None:
-    """Progress lines from the benchmarks; the services' own INFO lines would be noise."""
+    """Progress lines from the benchmarks; the libraries' own INFO lines would be noise.
+
+    httpx logs every request at INFO: besides the noise, formatting those lines
+    would be CPU the benchmark client takes from the server it measures.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("jobsched", "alembic"):
+    for noisy in ("jobsched", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -15,23 +15,29 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from bench.deployment import (
+    jobsched_environment,
+    new_namespace,
+    registered_workers,
+    start_jobsched,
+    sync_engine,
+)
+from bench.processes import UsageMeter, stop, wait_for
 from bench.support import (
     BenchmarkReport,
+    SummaryRow,
     admin_url_from_environment,
-    cpu_seconds_of_processes,
-    cpu_used_since,
+    configure_logging,
     describe_machine,
     format_table,
     fresh_postgres_database,
@@ -41,7 +47,7 @@ from bench.support import (
 from jobsched.storage.schema import attempts, runs
 
 logger = logging.getLogger("bench.worker")
-JOBSCHED = str(Path(sys.executable).with_name("jobsched"))
+SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,57 +60,25 @@ class WorkerResult:
     worker_cpu_seconds_per_1k_runs: float
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _worker_process(url: str, concurrency: int) -> subprocess.Popen[bytes]:
+    environment = jobsched_environment(url, "database", new_namespace())
+    return start_jobsched(
+        ["worker", "--concurrency", str(concurrency)], environment, f"worker-{concurrency}.log"
+    )
 
 
-def _worker_process(url: str, concurrency: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "JOBSCHED_DATABASE_URL": url,
-        "JOBSCHED_METRICS_PORT": "0",
-        "JOBSCHED_LOGGING_LEVEL": "WARNING",
-    }
-    with log_path.open("wb") as log:
-        return subprocess.Popen(  # noqa: S603 - our own CLI, by absolute path
-            [JOBSCHED, "worker", "--concurrency", str(concurrency)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_registered(engine: sa.Engine, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the worker exited before registering")
-        with engine.begin() as connection:
-            if connection.execute(sa.text("SELECT count(*) FROM workers")).scalar_one():
-                return
-        time.sleep(0.1)
-    raise RuntimeError("the worker did not register within 60 s")
-
-
-def _drain(engine: sa.Engine, process: subprocess.Popen[bytes], count: int) -> float:
-    """Release the held runs, wait until all succeeded; return the peak RSS (MiB)."""
+def _drain(engine: sa.Engine, process: subprocess.Popen[bytes], count: int) -> None:
+    """Release the held runs and wait until all succeeded."""
     with engine.begin() as connection:
         connection.execute(sa.update(runs).values(not_before=sa.func.now()))
-    peak = 0.0
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        peak = max(peak, _rss_mib(process.pid))
+
+    def succeeded() -> int:
         with engine.begin() as connection:
-            done = connection.execute(
+            return connection.execute(
                 sa.select(sa.func.count()).where(runs.c.status == "succeeded")
             ).scalar_one()
-        if done == count:
-            return peak
-        time.sleep(0.2)
-    raise RuntimeError(f"the worker did not finish {count} runs within 600 s")
+
+    wait_for(lambda: succeeded() == count, [process], f"{count} runs drained")
 
 
 def _runs_per_second(engine: sa.Engine, count: int) -> float:
@@ -115,24 +89,31 @@ def _runs_per_second(engine: sa.Engine, count: int) -> float:
     return count / elapsed.total_seconds()
 
 
-def measure(admin_url: str, concurrency: int, count: int, log_directory: Path) -> WorkerResult:
+def measure(admin_url: str, concurrency: int, count: int) -> WorkerResult:
     with fresh_postgres_database(admin_url) as url:
         asyncio.run(hold_noop_runs(url, count, published=True))
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        process = _worker_process(url, concurrency, log_directory / f"worker-{concurrency}.log")
+        engine = sync_engine(url)
+        process = _worker_process(url, concurrency)
         try:
-            _wait_registered(engine, process)
-            time.sleep(2)  # settle: the idle figure is a worker waiting for work
-            idle = _rss_mib(process.pid)
-            cpu_before = cpu_seconds_of_processes([process.pid])
-            busy = _drain(engine, process, count)
-            cpu = cpu_used_since(cpu_before, cpu_seconds_of_processes([process.pid]))
+            wait_for(lambda: registered_workers(engine) >= 1, [process], "registration")
+            time.sleep(SETTLE_SECONDS)  # the idle figure is a worker waiting for work
+            meter = UsageMeter({"worker": [process.pid]})
+            meter.record_idle()
+            with meter.busy():
+                _drain(engine, process, count)
             rate = _runs_per_second(engine, count)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            stop([process])
             engine.dispose()
-    return WorkerResult(concurrency, count, rate, idle, busy, cpu / count * 1000)
+    [usage] = meter.usage()
+    return WorkerResult(
+        concurrency,
+        count,
+        rate,
+        usage.idle_rss_mib,
+        usage.busy_rss_mib,
+        usage.cpu_seconds_per_1000(count),
+    )
 
 
 def parse_options(argv: Sequence[str]) -> argparse.Namespace:
@@ -146,11 +127,10 @@ def parse_options(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> BenchmarkReport:
     options = parse_options(argv)
     admin_url = admin_url_from_environment()
-    log_directory = Path(os.environ.get("TMPDIR", "/tmp"))  # noqa: S108 - worker logs only
     results = []
     for concurrency in options.concurrency or [1, 10, 100]:
         logger.info("worker at concurrency %d: %d noop runs", concurrency, options.worker_runs)
-        results.append(measure(admin_url, concurrency, options.worker_runs, log_directory))
+        results.append(measure(admin_url, concurrency, options.worker_runs))
     table = format_table(
         ["concurrency", "runs", "runs/s", "idle RSS MiB", "busy RSS MiB", "worker CPU s/1k runs"],
         [
@@ -168,12 +148,25 @@ def run(argv: Sequence[str]) -> BenchmarkReport:
     data: dict[str, Any] = {
         "machine": describe_machine(admin_url),
         "results": [asdict(result) for result in results],
+        "load_average_after": list(os.getloadavg()),
     }
-    return BenchmarkReport("worker", table, write_results("worker", data))
+    rows = tuple(
+        SummaryRow(
+            "worker",
+            "database",
+            f"runs/s, one worker at concurrency {result.concurrency}",
+            result.runs_per_second,
+            None,
+            "none (how one worker scales)",
+            True,
+        )
+        for result in results
+    )
+    return BenchmarkReport("worker", table, write_results("worker", data), rows)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     print(run(sys.argv[1:]).table)
 
 
