@@ -212,7 +212,7 @@ class SQLStorage:
     async def now(self) -> datetime:
         if self.dialect != "postgresql":
             return datetime.now(UTC)
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             value = (await connection.execute(sa.select(self._now()))).scalar_one()
         assert isinstance(value, datetime)
         return value
@@ -223,7 +223,7 @@ class SQLStorage:
         self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
     ) -> Job:
         job = _new_job(spec, next_run_at, now)
-        async with self._writing_name(job.name), self._transaction() as connection:
+        async with self._writing_name(job.name), self._single_statement() as connection:
             await connection.execute(sa.insert(jobs).values(job_values(job)))
         return job
 
