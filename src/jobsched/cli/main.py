@@ -109,6 +109,17 @@ def _service(command: str) -> Callable[[Settings], Coroutine[Any, Any, None]]:
     return runners[command]
 
 
+def _run(service: Coroutine[Any, Any, None]) -> None:
+    """Run a service on uvloop where it is installed: every service is loop-bound."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional: not on Windows
+    except ImportError:
+        asyncio.run(service)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(service)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     try:
@@ -117,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "migrate":
             _migrate(settings)
         else:
-            asyncio.run(_service(options.command)(settings))
+            _run(_service(options.command)(settings))
     except JobschedError as error:
         print(f"jobsched: error: {error}", file=sys.stderr)
         return 1
