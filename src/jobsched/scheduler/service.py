@@ -210,7 +210,14 @@ class Scheduler:
         if self._broker_lost_messages:
             lost = await self._storage.mark_waiting_unpublished()
             self._broker_lost_messages = False
-            logger.warning("the broker lost its messages; republishing %d waiting runs", lost)
+            # A new namespace reads as a loss too (the broker has nothing of ours): with
+            # nothing waiting there is nothing to warn about.
+            logger.log(
+                logging.WARNING if lost else logging.INFO,
+                "the broker lost its messages (or this namespace is new); "
+                "republishing %d waiting runs",
+                lost,
+            )
 
     async def _seconds_until_next_fire(self) -> float:
         earliest = await self._storage.earliest_next_run_at()
