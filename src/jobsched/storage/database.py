@@ -147,8 +147,7 @@ class SQLStorage:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        # For writes that are one statement, atomic by themselves: no BEGIN and COMMIT
-        # round trips. Shares the engine's pool.
+        # For work that is one statement (``_single_statement``). Shares the engine's pool.
         self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.dialect = engine.dialect.name
 
@@ -170,6 +169,12 @@ class SQLStorage:
 
     @asynccontextmanager
     async def _single_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit, for work that is one statement.
+
+        One statement is atomic by itself; an explicit transaction around it would
+        only add BEGIN and COMMIT round trips (reads included: under READ COMMITTED
+        a transaction gives each statement its own snapshot anyway).
+        """
         try:
             async with self._autocommit_engine.connect() as connection:
                 yield connection
@@ -258,7 +263,7 @@ class SQLStorage:
             raise
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             row = (
                 (await connection.execute(sa.select(jobs).where(jobs.c.id == job_id)))
                 .mappings()
@@ -281,7 +286,7 @@ class SQLStorage:
         if cursor is not None:
             (after_id,) = decode_cursor(cursor, 1)
             query = query.where(jobs.c.id > _uuid_from_cursor(after_id))
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             rows = (await connection.execute(query)).mappings().all()
         items = [job_from_row(row) for row in rows[:limit]]
         next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
@@ -369,7 +374,7 @@ class SQLStorage:
     # --- runs ------------------------------------------------------------------
 
     async def get_run(self, run_id: uuid.UUID) -> Run:
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             row = (
                 (await connection.execute(sa.select(runs).where(runs.c.id == run_id)))
                 .mappings()
@@ -381,7 +386,7 @@ class SQLStorage:
 
     async def list_attempts(self, run_id: uuid.UUID) -> list[Attempt]:
         query = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.attempt)
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [attempt_from_row(row) for row in rows]
 
@@ -402,7 +407,7 @@ class SQLStorage:
             query = query.where(runs.c.status == status.value)
         if cursor is not None:
             query = query.where(_runs_before_cursor(cursor))
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             rows = (await connection.execute(query)).mappings().all()
         items = [run_from_row(row) for row in rows[:limit]]
         next_cursor = None
@@ -417,7 +422,7 @@ class SQLStorage:
         query = sa.select(sa.func.min(jobs.c.next_run_at)).where(
             jobs.c.status == JobStatus.ACTIVE.value
         )
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             value = (await connection.execute(query)).scalar_one_or_none()
         return UTCDateTime().process_result_value(value, self._engine.dialect)
 
@@ -598,7 +603,7 @@ class SQLStorage:
             .where(runs.c.status.in_(_CLAIMABLE))
             .group_by(runs.c.queue)
         )
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             rows = (await connection.execute(query)).all()
         return {queue: count for queue, count in rows}
 
@@ -980,7 +985,7 @@ class SQLStorage:
 
     async def list_workers(self) -> list[WorkerRecord]:
         query = sa.select(workers).order_by(workers.c.started_at.desc(), workers.c.id)
-        async with self._transaction() as connection:
+        async with self._single_statement() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [worker_from_row(row) for row in rows]
 
