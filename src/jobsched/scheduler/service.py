@@ -122,14 +122,17 @@ class Scheduler:
             self._woken.clear()
             self._wake_deadline_epoch = -math.inf
             self._notified_earliest_epoch = math.inf
+            tick_started = time.monotonic()
             try:
                 fired = await self.tick()
                 await self._housekeeper.run_due_duties()
-                pause_seconds = (
-                    0.0
-                    if fired >= self._settings.batch_size
-                    else await self._seconds_until_next_fire()
-                )
+                if fired >= self._settings.batch_size:
+                    pause_seconds = 0.0  # a backlog: fire the next batch at once
+                else:
+                    pause_seconds = max(
+                        await self._seconds_until_next_fire(),
+                        tick_started + self._settings.min_tick_interval_seconds - time.monotonic(),
+                    )
                 error_backoff_seconds = 0.1
             except JobschedError as error:
                 logger.warning("scheduler tick failed, retrying: %s", error)
