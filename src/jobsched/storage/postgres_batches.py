@@ -27,6 +27,10 @@ from jobsched.storage.schema import runs
 
 _CLAIMABLE = sorted(status.value for status in CLAIMABLE_RUN_STATUSES)
 
+# The run columns a claim returns, named in the table's order: ``.columns(*runs.columns)``
+# below matches result columns by position, so ``*`` (the database's order) would not do.
+_RUN_COLUMNS = ", ".join(column.name for column in runs.columns)
+
 # Claiming takes the lease and opens the attempt in one statement. The attempt ids
 # are made here (UUIDv7, so that they sort by creation like every other id) and
 # handed over as an array, one per run that may be claimed, paired by row number.
@@ -40,7 +44,7 @@ WITH claimed AS (
         started_at = COALESCE(runs.started_at, now()),
         updated_at = now()
     WHERE {condition}
-    RETURNING runs.*
+    RETURNING {returning}
 ),
 numbered AS (
     SELECT claimed.id, claimed.attempt, claimed.updated_at, row_number() OVER () AS position
@@ -52,18 +56,22 @@ started AS (
         updated_at
     FROM numbered
 )
-SELECT * FROM claimed
+SELECT {columns} FROM claimed
 """
 _CLAIM_BY_ID = sa.text(
     _CLAIM.format(
+        returning=", ".join(f"runs.{column.name}" for column in runs.columns),
+        columns=_RUN_COLUMNS,
         condition="""runs.id = ANY(CAST(:run_ids AS uuid[]))
       AND runs.status = ANY(CAST(:claimable AS text[]))
       -- A stale duplicate delivery must not start a retry before its backoff ends.
-      AND runs.not_before <= now()"""
+      AND runs.not_before <= now()""",
     )
 ).columns(*runs.columns)
 _CLAIM_READY = sa.text(
     _CLAIM.format(
+        returning=", ".join(f"runs.{column.name}" for column in runs.columns),
+        columns=_RUN_COLUMNS,
         condition="""runs.id IN (
         SELECT ready.id FROM runs AS ready
         WHERE ready.status = ANY(CAST(:claimable AS text[]))
@@ -72,7 +80,7 @@ _CLAIM_READY = sa.text(
         ORDER BY ready.priority DESC, ready.not_before, ready.id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
-    )"""
+    )""",
     )
 ).columns(*runs.columns)
 
