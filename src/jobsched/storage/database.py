@@ -326,45 +326,29 @@ class SQLStorage:
 
     async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
         # One INSERT ... SELECT copying the job's fields, in autocommit: a trigger is on
-        # the path from a request to a run's start, where each round trip shows.
+        # the path from a request to a run's start, where each round trip shows. The
+        # values are _new_run_values' for a manual run, as SQL over the job's row.
         now = self._now()
-        copied = sa.select(
-            sa.literal(new_id(), sa.Uuid()),
-            jobs.c.id,
-            jobs.c.type,
-            jobs.c.queue,
-            jobs.c.priority,
-            jobs.c.payload,
-            jobs.c.timeout_seconds,
-            jobs.c.retry,
-            now,
-            sa.literal(RunTrigger.MANUAL.value),
-            sa.literal(RunStatus.QUEUED.value),
-            sa.literal(0),
-            now,
-            now if published else sa.null(),
-            now,
-            now,
-        ).where(jobs.c.id == job_id)
-        columns = [
-            "id",
-            "job_id",
-            "job_type",
-            "queue",
-            "priority",
-            "payload",
-            "timeout_seconds",
-            "retry",
-            "scheduled_for",
-            "trigger",
-            "status",
-            "attempt",
-            "not_before",
-            "published_at",
-            "created_at",
-            "updated_at",
-        ]
-        statement = sa.insert(runs).from_select(columns, copied).returning(runs)
+        values: dict[str, Any] = {
+            "id": sa.literal(new_id(), sa.Uuid()),
+            "job_id": jobs.c.id,
+            "job_type": jobs.c.type,
+            "queue": jobs.c.queue,
+            "priority": jobs.c.priority,
+            "payload": jobs.c.payload,
+            "timeout_seconds": jobs.c.timeout_seconds,
+            "retry": jobs.c.retry,
+            "scheduled_for": now,
+            "trigger": sa.literal(RunTrigger.MANUAL.value),
+            "status": sa.literal(RunStatus.QUEUED.value),
+            "attempt": sa.literal(0),
+            "not_before": now,
+            "published_at": now if published else sa.null(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        copied = sa.select(*values.values()).where(jobs.c.id == job_id)
+        statement = sa.insert(runs).from_select(list(values), copied).returning(runs)
         async with self._single_statement() as connection:
             row = (await connection.execute(statement)).mappings().first()
         if row is None:

@@ -30,6 +30,7 @@ _CLAIMABLE = sorted(status.value for status in CLAIMABLE_RUN_STATUSES)
 # The run columns a claim returns, named in the table's order: ``.columns(*runs.columns)``
 # below matches result columns by position, so ``*`` (the database's order) would not do.
 _RUN_COLUMNS = ", ".join(column.name for column in runs.columns)
+_RETURNED_RUN_COLUMNS = ", ".join(f"runs.{column.name}" for column in runs.columns)
 
 # Claiming takes the lease and opens the attempt in one statement. The attempt ids
 # are made here (UUIDv7, so that they sort by creation like every other id) and
@@ -60,7 +61,7 @@ SELECT {columns} FROM claimed
 """
 _CLAIM_BY_ID = sa.text(
     _CLAIM.format(
-        returning=", ".join(f"runs.{column.name}" for column in runs.columns),
+        returning=_RETURNED_RUN_COLUMNS,
         columns=_RUN_COLUMNS,
         condition="""runs.id = ANY(CAST(:run_ids AS uuid[]))
       AND runs.status = ANY(CAST(:claimable AS text[]))
@@ -70,7 +71,7 @@ _CLAIM_BY_ID = sa.text(
 ).columns(*runs.columns)
 _CLAIM_READY = sa.text(
     _CLAIM.format(
-        returning=", ".join(f"runs.{column.name}" for column in runs.columns),
+        returning=_RETURNED_RUN_COLUMNS,
         columns=_RUN_COLUMNS,
         condition="""runs.id IN (
         SELECT ready.id FROM runs AS ready
