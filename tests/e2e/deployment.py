@@ -72,6 +72,9 @@ class Deployment:
         self.workers = [self._start_worker(index) for index in range(count)]
 
     def _start_worker(self, index: int) -> JobschedProcess:
+        name = f"worker-{index}"
+        # The worker's id in the database names the process: "worker-1.2" is worker 1's third.
+        worker_id = f"{name}.{self._generations.get(name, 0)}"
         command = [
             "worker",
             "--import",
@@ -79,7 +82,7 @@ class Deployment:
             "--concurrency",
             str(WORKER_CONCURRENCY),
         ]
-        return self._start(command, f"worker-{index}", {})
+        return self._start(command, name, {"JOBSCHED_WORKER_ID": worker_id})
 
     def _start(
         self, command: list[str], name: str, extra_env: Mapping[str, str]
@@ -88,6 +91,10 @@ class Deployment:
         self._generations[name] = generation + 1
         log_path = self.log_directory / f"{name}.{generation}.log"
         return JobschedProcess(command, {**self.env, **extra_env}, log_path).start()
+
+    def worker_ids(self) -> list[str]:
+        """The database id of each running worker, by index."""
+        return [process.env["JOBSCHED_WORKER_ID"] for process in self.workers]
 
     def kill_and_restart_worker(self, index: int) -> None:
         """SIGKILL worker ``index`` (no goodbye: its leases stop being renewed); start another."""
@@ -242,6 +249,16 @@ class RunLedger:
         query = sa.select(attempts.c.status, sa.func.count()).group_by(attempts.c.status)
         with self._engine.connect() as connection:
             return {status: count for status, count in connection.execute(query).all()}
+
+    def running_attempts_by_worker(self) -> dict[str, int]:
+        """Attempts under way, by the id of the worker holding them."""
+        query = (
+            sa.select(attempts.c.worker_id, sa.func.count())
+            .where(attempts.c.status == "running")
+            .group_by(attempts.c.worker_id)
+        )
+        with self._engine.connect() as connection:
+            return {worker: count for worker, count in connection.execute(query).all()}
 
     def succeeded_attempts_by_worker(self, started_after: object) -> dict[str, int]:
         query = (

@@ -45,7 +45,7 @@ RUN_COUNT = 10_000
 WORKER_COUNT = 3
 # Each run sleeps 5-20 ms: long enough that a kill lands mid-run, short enough for 10,000.
 SHORT_SLEEP = {"min_seconds": 0.005, "max_seconds": 0.02}
-KILL_INTERVAL_SECONDS = 3.0
+KILL_EVERY_SUCCEEDED = 2_000
 FINISH_TIMEOUT_SECONDS = 240.0
 # The broker restarts once this many runs succeeded, with most of the flow still to come.
 RESTART_AFTER_SUCCEEDED = 1_500
@@ -94,19 +94,33 @@ def broker_service(request: pytest.FixtureRequest) -> Iterator[BrokerService]:
 
 
 class WorkerKiller:
-    """SIGKILLs one worker every ``interval_seconds``, round-robin, and restarts it."""
+    """Each time another ``every_succeeded`` runs succeeded, SIGKILLs a worker holding runs.
 
-    def __init__(self, deployment: Deployment, interval_seconds: float) -> None:
+    Kills follow progress, not the clock, and the victim is the worker with the most
+    attempts under way: however fast the flow drains, every kill lands mid-flow on a
+    worker that dies holding runs.
+    """
+
+    def __init__(self, deployment: Deployment, ledger: RunLedger, every_succeeded: int) -> None:
         self._deployment = deployment
-        self._interval_seconds = interval_seconds
-        self._next_kill_monotonic = time.monotonic() + interval_seconds
+        self._ledger = ledger
+        self._every_succeeded = every_succeeded
+        self._next_kill_at = every_succeeded
+        self.attempts_held_by_victims = 0
 
     def kill_when_due(self) -> None:
-        if time.monotonic() < self._next_kill_monotonic:
+        if self._ledger.succeeded_count() < self._next_kill_at:
             return
-        deployment = self._deployment
-        deployment.kill_and_restart_worker(deployment.kills % len(deployment.workers))
-        self._next_kill_monotonic += self._interval_seconds
+        held = self._ledger.running_attempts_by_worker()
+        worker_ids = self._deployment.worker_ids()
+        count, index = max(
+            (held.get(worker_id, 0), index) for index, worker_id in enumerate(worker_ids)
+        )
+        if count == 0:
+            return  # every worker is between runs or still starting: try at the next poll
+        self._deployment.kill_and_restart_worker(index)
+        self.attempts_held_by_victims += count
+        self._next_kill_at += self._every_succeeded
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -119,7 +133,7 @@ def test_no_run_lost_while_workers_are_killed(
         deployment.start_scheduler()
         deployment.start_workers(WORKER_COUNT)
         ledger.insert_due_jobs(RUN_COUNT, SHORT_SLEEP)
-        killer = WorkerKiller(deployment, KILL_INTERVAL_SECONDS)
+        killer = WorkerKiller(deployment, ledger, KILL_EVERY_SUCCEEDED)
         wait_for_all_final(
             ledger,
             deployment,
@@ -132,11 +146,12 @@ def test_no_run_lost_while_workers_are_killed(
     attempts = ledger.attempt_counts()
     print(
         f"[{backend}] {RUN_COUNT} runs in {duration_seconds:.1f}s with {deployment.kills} "
-        f"worker kills; attempts by status: {attempts}"
+        f"worker kills holding {killer.attempts_held_by_victims} attempts; "
+        f"attempts by status: {attempts}"
     )
     ledger.assert_each_run_succeeded_once(RUN_COUNT)
     # The faults really happened: workers died holding runs, and those runs were rescued.
-    assert deployment.kills >= 2, f"only {deployment.kills} kills: the flow ended too soon"
+    assert deployment.kills >= 3, f"only {deployment.kills} kills: the flow ended too soon"
     assert attempts.get("lost", 0) > 0, f"no attempt was lost to a kill: {attempts}"
     assert set(exit_codes.values()) == {0}, exit_codes
     # A worker's heartbeat and outcome writes lock the same runs rows: in one order.
