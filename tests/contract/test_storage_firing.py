@@ -127,6 +127,22 @@ async def test_a_fire_time_that_already_has_a_run_inserts_nothing_for_it(
     assert (await storage.get_job(job.id)).status == JobStatus.COMPLETED
 
 
+async def test_a_manual_run_does_not_take_the_place_of_a_fire_time(
+    storage: Storage, scenario: StorageScenario
+) -> None:
+    job = await scenario.job(next_run_at=EPOCH - HOUR)
+    manual = await storage.trigger_job(job.id, published=True)
+
+    fired = await storage.fire_due_jobs(
+        EPOCH, 10, fire_at([manual.scheduled_for], None), published=True
+    )
+
+    assert [(run.scheduled_for, run.trigger) for run in fired] == [
+        (manual.scheduled_for, RunTrigger.SCHEDULE)
+    ]
+    assert scenario.count_runs(job.id) == 2
+
+
 async def test_a_plan_without_fire_times_only_advances_the_job(
     storage: Storage, scenario: StorageScenario
 ) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Self
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from jobsched.core.errors import ConflictError, InvalidInputError, NotFoundError
 from jobsched.core.models import (
@@ -18,9 +20,10 @@ from jobsched.core.models import (
     RunStatus,
     RunTrigger,
 )
+from jobsched.storage import database
 from jobsched.storage.base import AttemptOutcome, JobFilter, Storage
 from jobsched.storage.pagination import encode_cursor
-from tests.contract.storage_scenario import EPOCH, StorageScenario, job_spec
+from tests.contract.storage_scenario import EPOCH, StorageScenario, fire_once, job_spec
 
 # --- create and get ------------------------------------------------------------------
 
@@ -364,3 +367,63 @@ async def test_trigger_job_published_marks_the_run_published(
 
     assert run.published_at is not None
     assert (await storage.get_run(run.id)).published_at == run.published_at
+
+
+class _StoppedClock(datetime):
+    """``datetime`` whose ``now()`` is always EPOCH."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> Self:
+        return cls.fromtimestamp(EPOCH.timestamp(), tz)
+
+
+@pytest.fixture
+def stopped_clock(scenario: StorageScenario, monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Stop the storage's clock at EPOCH: every statement after this sees the same now."""
+    if scenario.sql.dialect.name == "sqlite":
+        # The storage has no SQLite clock to read: it takes the process's.
+        monkeypatch.setattr(database, "datetime", _StoppedClock)
+    else:
+        # A now() in public, searched before pg_catalog, hides the built-in one from
+        # the connections the storage opens from here on.
+        with scenario.sql.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql STABLE"
+                    f" AS 'SELECT to_timestamp({EPOCH.timestamp()})'"
+                )
+            )
+            name = connection.execute(sa.text("SELECT current_database()")).scalar_one()
+            connection.execute(
+                sa.text(f'ALTER DATABASE "{name}" SET search_path = "$user", public, pg_catalog')
+            )
+    return EPOCH
+
+
+async def test_triggers_at_the_same_instant_make_a_run_each(
+    storage: Storage, scenario: StorageScenario, stopped_clock: datetime
+) -> None:
+    job = await scenario.job()
+
+    first = await storage.trigger_job(job.id, published=True)
+    second = await storage.trigger_job(job.id, published=True)
+
+    assert first.scheduled_for == second.scheduled_for == stopped_clock
+    assert first.id != second.id
+    assert scenario.count_runs(job.id) == 2
+
+
+async def test_a_trigger_at_a_fire_time_that_has_a_scheduled_run_makes_its_own_run(
+    storage: Storage, scenario: StorageScenario, stopped_clock: datetime
+) -> None:
+    job = await scenario.job(next_run_at=stopped_clock)
+    (fired,) = await storage.fire_due_jobs(
+        stopped_clock, 10, fire_once(timedelta(days=1)), published=True
+    )
+
+    manual = await storage.trigger_job(job.id, published=True)
+
+    assert manual.scheduled_for == fired.scheduled_for == stopped_clock
+    assert (fired.trigger, manual.trigger) == (RunTrigger.SCHEDULE, RunTrigger.MANUAL)
+    assert await storage.get_run(fired.id) == fired
+    assert scenario.count_runs(job.id) == 2

@@ -11,12 +11,15 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from jobsched.core.errors import SchemaOutOfDateError, StorageError
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
+from jobsched.storage.migrate import MIGRATIONS_DIRECTORY
 from jobsched.storage.schema import metadata
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.contract.storage_scenario import StorageScenario, job_spec
@@ -148,3 +151,25 @@ def test_the_schema_comparison_sees_differences(scenario: StorageScenario) -> No
         differences = _schema_differences(connection, drifted)
 
     assert len(differences) == 2
+
+
+async def test_rebuilding_the_runs_table_keeps_its_rows_attempts_and_indexes(
+    storage: Storage, scenario: StorageScenario
+) -> None:
+    """Revision 0006 rebuilds ``runs`` on SQLite to drop a constraint; nothing may go with it.
+
+    ``attempts`` cascades from ``runs``: a rebuild under enforced foreign keys would empty it.
+    """
+    run = await scenario.claimed_run()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
+
+    with scenario.sql.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+        command.upgrade(config, "head")
+
+    assert await storage.get_run(run.id) == run
+    assert scenario.count_attempts(run.id) == 1
+    with scenario.sql.connect() as connection:
+        assert _schema_differences(connection, metadata) == []

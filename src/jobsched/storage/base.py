@@ -136,7 +136,11 @@ class Storage(Protocol):
         """Delete the job with its runs and attempts; ``NotFoundError`` if absent."""
 
     async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
-        """Create a manual run of the job, due now (database clock)."""
+        """Create a manual run of the job, due now (database clock).
+
+        Never conflicts: manual runs are outside the fire-time key, so a trigger at the
+        instant of another trigger or of a fire time is a run of its own.
+        """
 
     # --- runs -----------------------------------------------------------------
 
@@ -171,7 +175,8 @@ class Storage(Protocol):
 
         Due rows are claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so replicas
         share the work; ``plan`` decides each job's runs and next fire time; runs are
-        inserted with ``ON CONFLICT (job_id, scheduled_for) DO NOTHING`` and only the
+        inserted with ``ON CONFLICT (job_id, scheduled_for) WHERE trigger <> 'manual' DO
+        NOTHING`` (the fire-time key, which manual runs are outside) and only the
         runs actually inserted are returned. ``published`` marks them as already on
         the queue (the database queue, where committing is publishing). Each fired job's
         ``updated_at`` becomes ``now``, or 1 µs after its stored one if ``now`` is not

@@ -64,7 +64,14 @@ from jobsched.storage.rows import (
     worker_from_row,
     worker_info_values,
 )
-from jobsched.storage.schema import UTCDateTime, attempts, jobs, runs, workers
+from jobsched.storage.schema import (
+    FIRED_BY_SCHEDULE,
+    UTCDateTime,
+    attempts,
+    jobs,
+    runs,
+    workers,
+)
 from jobsched.storage.urls import DatabaseURL, parse_database_url
 
 _CLAIMABLE = [status.value for status in CLAIMABLE_RUN_STATUSES]
@@ -327,7 +334,9 @@ class SQLStorage:
     async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
         # One INSERT ... SELECT copying the job's fields, in autocommit: a trigger is on
         # the path from a request to a run's start, where each round trip shows. The
-        # values are _new_run_values' for a manual run, as SQL over the job's row.
+        # values are _new_run_values' for a manual run, as SQL over the job's row. No
+        # ON CONFLICT: manual runs are outside uq_runs_fire_time, so a trigger at the
+        # instant of another run of the job still makes a run of its own.
         now = self._now()
         values: dict[str, Any] = {
             "id": sa.literal(new_id(), sa.Uuid()),
@@ -515,7 +524,9 @@ class SQLStorage:
             return []
         statement = (
             self._insert(runs)
-            .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+            .on_conflict_do_nothing(
+                index_elements=["job_id", "scheduled_for"], index_where=FIRED_BY_SCHEDULE
+            )
             .returning(runs)
         )
         result = await connection.execute(statement, values)

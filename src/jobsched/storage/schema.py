@@ -84,6 +84,10 @@ jobs = sa.Table(
     sa.Index("ix_jobs_queue", "queue"),
 )
 
+# The runs that ``uq_runs_fire_time`` keeps to one per fire time. An ``ON CONFLICT``
+# aimed at that index repeats it (SQLite matches the predicate as written).
+FIRED_BY_SCHEDULE = sa.text("trigger <> 'manual'")
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -109,8 +113,20 @@ runs = sa.Table(
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("result", Json, nullable=True),
-    # Guarantee 1's last line of defence: a fire time becomes at most one run.
-    sa.UniqueConstraint("job_id", "scheduled_for"),
+    # Guarantee 1's last line of defence: a fire time becomes at most one run. Manual
+    # runs are outside it: a trigger is a run of its own even at the instant of another
+    # trigger or of a fire time, and never takes a fire time's place.
+    sa.Index(
+        "uq_runs_fire_time",
+        "job_id",
+        "scheduled_for",
+        unique=True,
+        postgresql_where=FIRED_BY_SCHEDULE,
+        sqlite_where=FIRED_BY_SCHEDULE,
+    ),
+    # A job's runs, manual ones included: its run history, its concurrency policy, and
+    # the cascade when it is deleted.
+    sa.Index("ix_runs_job_id_scheduled_for", "job_id", "scheduled_for"),
     # Workers' claim query on the database queue: ready runs per queue by priority.
     sa.Index(
         "ix_runs_ready",
