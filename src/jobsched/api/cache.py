@@ -12,28 +12,33 @@ promises:
 - **Bounded staleness elsewhere.** The scheduler changes ``next_run_at``,
   ``last_fired_at`` and ``status`` without telling the cache, so those may lag by
   up to the TTL; so may anything, for one TTL, after a cache write failed.
+- **Another release's entries are misses.** Each entry is tagged with a digest
+  of the ``Job`` fields that wrote it; an entry with other fields is never read
+  as a job with a field missing or defaulted.
 - **A cache failure never fails a request.** Every Redis error is logged (at most
   one warning per interval), counted, and answered from the database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import redis.asyncio
+from pydantic import TypeAdapter
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from jobsched.config.settings import Settings
 from jobsched.core.errors import ConfigurationError
-from jobsched.core.models import ConcurrencyPolicy, Job, JobStatus, MisfirePolicy, RetryPolicy
+from jobsched.core.models import Job
 from jobsched.monitoring.metrics import CACHE_REQUESTS, CACHE_WRITE_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -41,8 +46,8 @@ logger = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Redis errors (connection, timeout, a key of the wrong type) and entries that do
-# not decode (written by another release, say) all fall back to the database.
-_CACHE_FAILURES = (RedisError, OSError, ValueError, KeyError, TypeError)
+# not decode (pydantic's ValidationError is a ValueError) all fall back to the database.
+_CACHE_FAILURES = (RedisError, OSError, ValueError)
 
 
 class JobCache(Protocol):
@@ -93,72 +98,44 @@ def job_version(job: Job) -> int:
     return (job.updated_at - _EPOCH) // _MICROSECOND
 
 
-def _time_text(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+# The ``Job`` dataclass is the one description of a job's fields: pydantic derives
+# both directions from it, so a field added to ``Job`` is cached with no change here.
+_JOB_JSON = TypeAdapter(Job)
 
 
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
+def schema_digest(model: type[object]) -> str:
+    """A short digest of ``model``'s JSON schema: it changes whenever a field does.
+
+    Any change to a field (added, removed, renamed, retyped, a new default or enum
+    member) gives a new digest, and so does an edited docstring: a harmless extra
+    miss, for one TTL, after such a release.
+    """
+    schema = TypeAdapter(model).json_schema()
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
-def _required_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+# Every entry starts with the digest of the ``Job`` schema that wrote it, so an
+# entry another release wrote with other fields is a miss. The format lives in the
+# value, not in the key, so that releases running side by side share one entry per
+# job, and with it the version order and the tombstones. Until such an entry
+# expires or its job changes, ``store`` (same version) leaves it in place.
+_ENTRY_PREFIX = f"{schema_digest(Job)}:".encode()
 
 
-def job_to_json(job: Job) -> str:
-    """Every field of ``job`` as JSON; ``job_from_json`` gives back an equal ``Job``."""
-    return json.dumps(
-        {
-            "id": str(job.id),
-            "name": job.name,
-            "type": job.type,
-            "schedule": job.schedule,
-            "timezone": job.timezone,
-            "run_at": _time_text(job.run_at),
-            "payload": job.payload,
-            "queue": job.queue,
-            "priority": job.priority,
-            "timeout_seconds": job.timeout_seconds,
-            "retry": job.retry.to_json(),
-            "status": job.status.value,
-            "next_run_at": _time_text(job.next_run_at),
-            "schedule_anchor_at": job.schedule_anchor_at.isoformat(),
-            "last_fired_at": _time_text(job.last_fired_at),
-            "created_at": job.created_at.isoformat(),
-            "updated_at": job.updated_at.isoformat(),
-            "misfire_policy": job.misfire_policy.value,
-            "misfire_grace_seconds": job.misfire_grace_seconds,
-            "concurrency_policy": job.concurrency_policy.value,
-        },
-        separators=(",", ":"),
-    )
+def job_to_entry(job: Job) -> bytes:
+    """``job`` as a cache entry: the format prefix, then every field as JSON."""
+    return _ENTRY_PREFIX + _JOB_JSON.dump_json(job)
 
 
-def job_from_json(text: str | bytes) -> Job:
-    """The ``Job`` ``job_to_json`` wrote; ``ValueError``/``KeyError`` if it is not one."""
-    data: dict[str, Any] = json.loads(text)
-    return Job(
-        id=uuid.UUID(data["id"]),
-        name=data["name"],
-        type=data["type"],
-        schedule=data["schedule"],
-        timezone=data["timezone"],
-        run_at=_time(data["run_at"]),
-        payload=data["payload"],
-        queue=data["queue"],
-        priority=data["priority"],
-        timeout_seconds=data["timeout_seconds"],
-        retry=RetryPolicy.from_json(data["retry"]),
-        status=JobStatus(data["status"]),
-        next_run_at=_time(data["next_run_at"]),
-        schedule_anchor_at=_required_time(data["schedule_anchor_at"]),
-        last_fired_at=_time(data["last_fired_at"]),
-        created_at=_required_time(data["created_at"]),
-        updated_at=_required_time(data["updated_at"]),
-        misfire_policy=MisfirePolicy(data["misfire_policy"]),
-        misfire_grace_seconds=data["misfire_grace_seconds"],
-        concurrency_policy=ConcurrencyPolicy(data["concurrency_policy"]),
-    )
+def job_from_entry(entry: bytes) -> Job | None:
+    """The ``Job`` ``job_to_entry`` wrote; None for an entry in another release's format.
+
+    ``ValueError`` for an entry in this format that does not decode.
+    """
+    if not entry.startswith(_ENTRY_PREFIX):
+        return None
+    return _JOB_JSON.validate_json(entry[len(_ENTRY_PREFIX) :])
 
 
 # --- Redis --------------------------------------------------------------------
@@ -168,7 +145,7 @@ def job_from_json(text: str | bytes) -> Job:
 # Store a job unless the entry is a tombstone or holds a version at least as new.
 # Versions (about 1.8e15 µs today) compare exactly as Lua doubles until 2^53 µs,
 # in the year 2255.
-# KEYS: the job's key. ARGV: version, job JSON, TTL in ms. Returns 1 if stored.
+# KEYS: the job's key. ARGV: version, job entry, TTL in ms. Returns 1 if stored.
 _STORE_IF_NEWER = """
 if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return 0 end
 local cached = redis.call('HGET', KEYS[1], 'version')
@@ -256,8 +233,9 @@ class RedisJobCache:
 
     async def get(self, job_id: uuid.UUID) -> Job | None:
         try:
-            text = await self._redis.hget(self.key(job_id), "job")
-            job = None if text is None else job_from_json(text)
+            # The client does not decode responses: the entry comes back as bytes.
+            entry = cast(bytes | None, await self._redis.hget(self.key(job_id), "job"))
+            job = None if entry is None else job_from_entry(entry)
         except _CACHE_FAILURES as error:
             CACHE_REQUESTS.labels(result="error").inc()
             self._warning.warn(
@@ -268,7 +246,7 @@ class RedisJobCache:
         return job
 
     async def store(self, job: Job) -> None:
-        arguments: list[str | int] = [job_version(job), job_to_json(job), self._ttl_milliseconds]
+        arguments: list[bytes | int] = [job_version(job), job_to_entry(job), self._ttl_milliseconds]
         try:
             await self._store_if_newer(keys=[self.key(job.id)], args=arguments)
         except _CACHE_FAILURES as error:

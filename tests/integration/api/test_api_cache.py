@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
+import json
 import logging
+import types
+import typing
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -22,6 +26,7 @@ import redis.asyncio
 import sqlalchemy as sa
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
 from jobsched.api import create_app
@@ -30,13 +35,14 @@ from jobsched.api.cache import (
     NullJobCache,
     RedisJobCache,
     job_cache_from_settings,
-    job_from_json,
-    job_to_json,
+    job_from_entry,
+    job_to_entry,
     job_version,
+    schema_digest,
 )
 from jobsched.config.settings import Settings
 from jobsched.core.errors import ConfigurationError
-from jobsched.core.models import Job, JobSpec, JobStatus, RetryPolicy
+from jobsched.core.models import ConcurrencyPolicy, Job, JobSpec, JobStatus, RetryPolicy
 from jobsched.core.planning import FirePlan
 from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.database import SQLStorage, create_engine_for
@@ -45,6 +51,9 @@ from jobsched.storage.urls import parse_database_url
 from tests.helpers import wait_until
 from tests.integration.api.api_assertions import assert_problem
 from tests.integration.api.conftest import BASE_URL
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -195,12 +204,125 @@ async def read_held_across(
         a_job(timeout_seconds=None, payload={}, status=JobStatus.COMPLETED),
     ],
 )
-def test_a_job_round_trips_through_json_exactly(job: Job) -> None:
-    decoded = job_from_json(job_to_json(job))
+def test_a_job_round_trips_through_an_entry_exactly(job: Job) -> None:
+    decoded = job_from_entry(job_to_entry(job))
 
     assert decoded == job
+    assert decoded is not None
     assert decoded.updated_at.utcoffset() == timedelta(0)
-    assert job_from_json(job_to_json(job).encode()) == job
+
+
+def distinct_value(annotation: Any, default: Any, seed: int) -> Any:
+    """A value of type ``annotation``, never None nor ``default``, and different for each seed.
+
+    Raises for a type it does not know, so that a new kind of ``Job`` field makes
+    the round-trip test below fail until it is taught a value for it.
+    """
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        set_type = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+        return distinct_value(set_type, default, seed)
+    if origin is typing.Literal:
+        return next(arg for arg in reversed(typing.get_args(annotation)) if arg != default)
+    if origin is dict:
+        return {"seed": seed, "nested": [seed, None, True]}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return next(member for member in reversed(annotation) if member != default)
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        return every_field_set(annotation)
+    simple_values: dict[Any, Any] = {
+        uuid.UUID: uuid.UUID(int=seed + 1),
+        str: f"value-{seed}",
+        bool: default is not True,
+        int: 1000 + seed,
+        float: 1000.25 + seed,
+        datetime: datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+        + timedelta(days=seed, microseconds=seed),
+    }
+    if annotation in simple_values:
+        return simple_values[annotation]
+    raise TypeError(f"distinct_value() has no value for {annotation!r}: add one")
+
+
+def default_of(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default  # dataclasses.MISSING when the field has no default
+
+
+RecordT = TypeVar("RecordT", bound="DataclassInstance")
+
+
+def every_field_set(record_type: type[RecordT]) -> RecordT:
+    """A ``record_type`` whose every field is set, to a value unlike its default and its peers."""
+    hints = typing.get_type_hints(record_type)
+    values = {
+        field.name: distinct_value(hints[field.name], default_of(field), seed)
+        for seed, field in enumerate(dataclasses.fields(record_type))
+    }
+    return record_type(**values)
+
+
+async def test_every_job_field_survives_a_round_trip_through_redis(
+    job_cache: RedisJobCache,
+) -> None:
+    job = every_field_set(Job)
+    for field in dataclasses.fields(Job):
+        assert getattr(job, field.name) not in (None, default_of(field)), field.name
+
+    await job_cache.store(job)
+    cached = await job_cache.get(job.id)
+
+    assert cached is not None
+    for field in dataclasses.fields(Job):
+        assert getattr(cached, field.name) == getattr(job, field.name), field.name
+    assert cached == job
+
+
+@pytest.mark.parametrize(
+    "prefix", [b"", b"0123456789abcdef:"], ids=["untagged", "other-job-fields"]
+)
+async def test_an_entry_in_another_format_is_a_miss_not_a_misread(
+    job_cache: RedisJobCache, redis_client: redis.asyncio.Redis, prefix: bytes
+) -> None:
+    """An entry written by a release whose ``Job`` lacked a field, now set to a non-default."""
+    job = a_job(concurrency_policy=ConcurrencyPolicy.FORBID)
+    fields_of_that_release = TypeAdapter(Job).dump_python(job, mode="json")
+    del fields_of_that_release["concurrency_policy"]
+    entry = prefix + json.dumps(fields_of_that_release).encode()
+    await redis_client.hset(
+        job_cache.key(job.id), mapping={"version": job_version(job), "job": entry}
+    )
+    misses, errors = cache_lookups("miss"), cache_lookups("error")
+
+    assert await job_cache.get(job.id) is None
+    assert (cache_lookups("miss"), cache_lookups("error")) == (misses + 1, errors)
+
+    newer = dataclasses.replace(job, updated_at=job.updated_at + timedelta(microseconds=1))
+    await job_cache.store(newer)
+    assert await job_cache.get(job.id) == newer
+
+
+def a_job_type_like(*extra_fields: tuple[str, Any, Any]) -> type:
+    """A dataclass named ``Job`` with ``Job``'s fields and defaults, then ``extra_fields``."""
+    hints = typing.get_type_hints(Job)
+    fields = [
+        (
+            field.name,
+            hints[field.name],
+            dataclasses.field(default=field.default, default_factory=field.default_factory),
+        )
+        for field in dataclasses.fields(Job)
+    ]
+    return dataclasses.make_dataclass("Job", [*fields, *extra_fields], frozen=True)
+
+
+def test_the_entry_format_follows_the_job_fields() -> None:
+    """Another process with the same fields reads this one's entries; one more field, none."""
+    tags: tuple[str, Any, Any] = ("tags", list[str], dataclasses.field(default_factory=list))
+
+    assert schema_digest(a_job_type_like()) == schema_digest(Job)
+    assert schema_digest(a_job_type_like(tags)) != schema_digest(Job)
 
 
 def test_the_version_is_updated_at_in_whole_microseconds() -> None:
