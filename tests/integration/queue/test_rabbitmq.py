@@ -98,6 +98,40 @@ async def claim_all(
     return await queue.claim(WORKER, list(queues), limit, LEASE_SECONDS, wait_seconds)
 
 
+async def claim_until_held(
+    queue: RabbitMQQueue,
+    count: int,
+    *,
+    message: str,
+    broker_name: str | None = None,
+    timeout_seconds: float = 10.0,
+    reconnecting: bool = False,
+) -> list[Run]:
+    """Claim in short waits until ``count`` runs are claimed; every run claimed.
+
+    Deliveries reach the client in their own time, so one claim may see only some.
+    With ``broker_name``, also until that broker queue holds no other message: none
+    ready and only the claimed ``count`` unacknowledged (copies refused and acked).
+    With ``reconnecting``, a claim failing with ``QueueError`` claims nothing, as while
+    the queue restores a cut connection.
+    """
+    claimed: list[Run] = []
+
+    async def held() -> bool:
+        try:
+            claimed.extend(await claim_all(queue, wait_seconds=0.2))
+        except QueueError:
+            if not reconnecting:
+                raise
+            return False
+        if len(claimed) < count:
+            return False
+        return broker_name is None or await _none_ready_and_unacked(broker_name, count)
+
+    await wait_until(held, timeout_seconds, message=message)
+    return claimed
+
+
 async def ready_messages(queue_name: str) -> int | None:
     """Ready messages in the broker queue ``queue_name``; None if it does not exist."""
     connection = await aio_pika.connect(RABBITMQ_URL, timeout=5)
@@ -360,13 +394,9 @@ async def test_deliveries_of_a_consumer_that_goes_away_go_to_another(
 
     await first.close()  # as if its worker died: nothing acked
 
-    claimed: list[Run] = []
-
-    async def second_claimed_the_rest() -> bool:
-        claimed.extend(await claim_all(second, wait_seconds=0.2))
-        return len(claimed) >= 2 and await _none_ready_and_unacked(broker_name, 2)
-
-    await wait_until(second_claimed_the_rest, message="second claims the unclaimed two")
+    claimed = await claim_until_held(
+        second, 2, broker_name=broker_name, message="second claims the unclaimed two"
+    )
     assert {run.id for run in claimed} == {run.id for run in runs} - {held_by_first.id}
     # The redelivered copy of the run ``first`` claimed was refused and acked.
     assert (await storage.get_run(held_by_first.id)).lease_owner == WORKER
@@ -381,13 +411,9 @@ async def test_acks_of_runs_ending_together_leave_the_others_unacknowledged(
     queue = await open_rabbitmq(settings)
     runs = [await make_run(storage) for _ in range(5)]
     await queue.publish(runs)
-    claimed: dict[uuid.UUID, Run] = {}
-
-    async def all_claimed() -> bool:
-        claimed.update((run.id, run) for run in await claim_all(queue, wait_seconds=0.2))
-        return len(claimed) == len(runs)
-
-    await wait_until(all_claimed, message="all five claimed")
+    claimed = {
+        run.id: run for run in await claim_until_held(queue, len(runs), message="all five claimed")
+    }
     assert await ready_and_unacked(broker_name) == (0, 5)
 
     # The first two share one multiple ack; the fourth cannot take the third with it.
@@ -410,13 +436,9 @@ async def test_a_duplicate_delivery_is_acked_and_ignored(
     await queue.publish([run])
     await queue.publish([run])  # the outbox published it twice
 
-    claimed: list[Run] = []
-
-    async def one_held_none_left() -> bool:
-        claimed.extend(await claim_all(queue, wait_seconds=0.2))
-        return await _none_ready_and_unacked(broker_name, 1)
-
-    await wait_until(one_held_none_left, message="one delivery held, the copy acked")
+    claimed = await claim_until_held(
+        queue, 1, broker_name=broker_name, message="one delivery held, the copy acked"
+    )
     assert [claimed_run.id for claimed_run in claimed] == [run.id]
 
 
@@ -595,10 +617,7 @@ async def test_quorum_queues_carry_runs_and_dead_letters(
     succeeded, dead = await make_run(storage), await make_run(storage)
     await queue.publish([succeeded, dead])
 
-    claimed: list[Run] = []
-    await wait_until(
-        lambda: _claimed_into(queue, claimed, 2), message="both claimed from a quorum queue"
-    )
+    claimed = await claim_until_held(queue, 2, message="both claimed from a quorum queue")
     by_id = {run.id: run for run in claimed}
     await queue.ack([by_id[succeeded.id]])
     await queue.dead_letter([by_id[dead.id]])
@@ -620,11 +639,6 @@ async def test_a_queue_declared_with_another_type_is_a_clear_error(
 
     with pytest.raises(QueueError, match=r"PRECONDITION_FAILED.*rabbitmq_queue_type"):
         await quorum.publish([await make_run(storage)])
-
-
-async def _claimed_into(queue: RabbitMQQueue, claimed: list[Run], count: int) -> bool:
-    claimed.extend(await claim_all(queue, wait_seconds=0.2))
-    return len(claimed) >= count
 
 
 # --- outages -------------------------------------------------------------------------
@@ -687,18 +701,16 @@ async def test_a_cut_connection_is_restored_and_its_deliveries_come_again(
 
     assert await close_connections_named(f"jobsched {settings.namespace}") == 1
 
-    claimed: list[Run] = []
-
-    async def the_other_two_delivered_again() -> bool:
-        try:
-            claimed.extend(await claim_all(queue, wait_seconds=0.2))
-        except QueueError:  # still reconnecting
-            return False
-        return len(claimed) >= 2 and await _none_ready_and_unacked(broker_name, 2)
-
     # The two buffered deliveries died with the channel: they are dropped, and their
     # redelivered copies claimed; the copy of ``first`` is refused and acked.
-    await wait_until(the_other_two_delivered_again, 20.0, message="claimed again after reconnect")
+    claimed = await claim_until_held(
+        queue,
+        2,
+        broker_name=broker_name,
+        timeout_seconds=20.0,
+        reconnecting=True,
+        message="claimed again after reconnect",
+    )
     assert {run.id for run in claimed} == {run.id for run in runs} - {first.id}
     await queue.ack([first])  # its delivery died with the old channel: a no-op
     await queue.ack(claimed)
@@ -761,15 +773,15 @@ async def test_runs_and_consumers_survive_a_rabbitmq_restart(
     await queue.ack(held)  # its delivery died with the old channel: a no-op
     fresh_run = await make_run(storage)
     await wait_until(lambda: _published(queue, fresh_run), message="publish after restart")
-    claimed: list[Run] = []
-
-    async def consumer_resumed() -> bool:
-        claimed.extend(await claim_all(queue, wait_seconds=0.2))
-        return bool(claimed) and await _none_ready_and_unacked(names.run_queue("default"), 1)
-
     # The consumer started before the restart delivers again with no new setup; the
     # redelivered copy of ``held_run`` is refused (it is running) and acked.
-    await wait_until(consumer_resumed, 20.0, message="consumer resumes, copy acked")
+    claimed = await claim_until_held(
+        queue,
+        1,
+        broker_name=names.run_queue("default"),
+        timeout_seconds=20.0,
+        message="consumer resumes, copy acked",
+    )
     assert [run.id for run in claimed] == [fresh_run.id]
     assert [run.id for run in await claim_all(queue, ["archive"])] == [waiting_run.id]
     assert await queue.lost_messages_since_last_check() is False

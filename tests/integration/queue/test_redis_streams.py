@@ -41,7 +41,11 @@ OpenQueue = Callable[..., Awaitable[RedisStreamsQueue]]
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[Redis]:
-    """A plain client for looking at what the queue left in Redis."""
+    """A plain client for looking at what the queue left in Redis.
+
+    redis-py types stream replies as the union of their RESP2 and RESP3 shapes; the
+    tests read them as this client's RESP2 replies, held in variables typed ``Any``.
+    """
     client = Redis.from_url(REDIS_URL, decode_responses=True)
     yield client
     await client.aclose()
@@ -142,6 +146,14 @@ async def claim(
     wait_seconds: float = 0.0,
 ) -> list[Run]:
     return await queue.claim(worker_id, queues, limit, LEASE_SECONDS, wait_seconds)
+
+
+async def claimed_by_worker_a(queue: RedisStreamsQueue, storage: Storage) -> tuple[Run, Run]:
+    """A new run, published on ``queue`` and claimed by worker A: the run, and its claim."""
+    run = await make_run(storage)
+    await queue.publish([run])
+    (claimed,) = await claim(queue, "worker-a")
+    return run, claimed
 
 
 # --- delivery ------------------------------------------------------------------------
@@ -285,9 +297,7 @@ async def test_a_duplicate_delivered_while_the_run_is_running_is_acknowledged(
     storage: Storage, open_redis_queue: OpenQueue, redis_client: Redis
 ) -> None:
     queue = await open_redis_queue(storage)
-    run = await make_run(storage)
-    await queue.publish([run])
-    (claimed,) = await claim(queue, "worker-a")
+    run, claimed = await claimed_by_worker_a(queue, storage)
 
     await queue.publish([run])
 
@@ -306,7 +316,7 @@ async def test_an_entry_read_by_a_dead_consumer_is_reclaimed_and_its_run_claimed
     assert await claim(queue, "worker-b") == []  # creates the streams and the group
     await queue.publish([run])
     # Worker A read the entry, then died before claiming the run in the database.
-    read = await redis_client.xreadgroup(
+    read: Any = await redis_client.xreadgroup(
         keys_of(queue).group, "worker-a", {stream_of(queue, run): ">"}, count=10
     )
     assert len(read[0][1]) == 1
@@ -332,9 +342,7 @@ async def test_an_entry_of_a_dead_worker_whose_run_is_running_is_acknowledged(
     worker_a_queue = await open_redis_queue(storage, **settings)
     namespace = worker_a_queue._settings.namespace
     worker_b_queue = await open_redis_queue(storage, namespace, **settings)
-    run = await make_run(storage)
-    await worker_a_queue.publish([run])
-    (claimed,) = await claim(worker_a_queue, "worker-a")
+    run, claimed = await claimed_by_worker_a(worker_a_queue, storage)
     # Worker A dies now: it never acknowledges. Its run stays running under its lease,
     # for the database's lease expiry (not Redis) to rescue.
 
@@ -376,9 +384,10 @@ async def test_entries_read_beyond_the_limit_are_handed_back_at_once(
     assert await claim(queue, "worker-a") == []
     await queue.publish([first, second])
     stream = stream_of(queue, first)
-    ((_, entries),) = await redis_client.xreadgroup(
+    read: Any = await redis_client.xreadgroup(
         keys_of(queue).group, "worker-a", {stream: ">"}, count=10
     )
+    ((_, entries),) = read
     deliveries = [Delivery(stream, entry_id, uuid.UUID(f["run_id"])) for entry_id, f in entries]
 
     claimed = await queue._claim_delivered(deliveries, "worker-a", 1, LEASE_SECONDS)
@@ -394,14 +403,13 @@ async def test_a_dead_run_is_recorded_on_the_dead_letter_stream_and_acknowledged
     storage: Storage, open_redis_queue: OpenQueue, redis_client: Redis
 ) -> None:
     queue = await open_redis_queue(storage)
-    run = await make_run(storage)
-    await queue.publish([run])
-    (claimed,) = await claim(queue, "worker-a")
+    run, claimed = await claimed_by_worker_a(queue, storage)
 
     await queue.dead_letter([claimed])
 
     assert await pending_count(redis_client, queue, run) == 0
-    ((_, fields),) = await redis_client.xrange(keys_of(queue).dead_letters)
+    dead_letters: Any = await redis_client.xrange(keys_of(queue).dead_letters)
+    ((_, fields),) = dead_letters
     assert fields["run_id"] == str(run.id)
     assert fields["stream"] == stream_of(queue, run)
 
@@ -411,9 +419,7 @@ async def test_acks_and_dead_letters_of_runs_not_delivered_here_change_nothing(
 ) -> None:
     queue = await open_redis_queue(sqlite_storage)
     other = await open_redis_queue(sqlite_storage, queue._settings.namespace)
-    run = await make_run(sqlite_storage)
-    await queue.publish([run])
-    (claimed,) = await claim(queue, "worker-a")
+    run, claimed = await claimed_by_worker_a(queue, sqlite_storage)
 
     await other.ack([claimed])
     await other.dead_letter([claimed])
@@ -463,7 +469,8 @@ async def test_trimming_drops_acknowledged_entries_only(
     await queue.publish([duplicated] * 1500)
     assert await drain_and_acknowledge(queue, redis_client, stream) == [duplicated.id]
     await queue.publish([undelivered] * 50)
-    undelivered_ids = [entry_id for entry_id, _ in await redis_client.xrevrange(stream, count=50)]
+    newest: Any = await redis_client.xrevrange(stream, count=50)
+    undelivered_ids = [entry_id for entry_id, _ in newest]
 
     assert await queue.maintain_streams() == (0, 0)  # the held entry is the oldest
     assert await redis_client.xlen(stream) == 1551
@@ -474,7 +481,8 @@ async def test_trimming_drops_acknowledged_entries_only(
     length = await redis_client.xlen(stream)
     assert trimmed == 1551 - length
     assert 50 <= length <= 300
-    kept_ids = {entry_id for entry_id, _ in await redis_client.xrange(stream)}
+    kept: Any = await redis_client.xrange(stream)
+    kept_ids = {entry_id for entry_id, _ in kept}
     assert set(undelivered_ids) <= kept_ids
     assert await undelivered_count(redis_client, queue, stream) == 50
     assert [r.id for r in await claim(queue, "worker-b")] == [undelivered.id]
@@ -575,9 +583,8 @@ async def test_claims_and_acks_carry_on_after_redis_lost_its_streams(
     sqlite_storage: Storage, open_redis_queue: OpenQueue, redis_client: Redis
 ) -> None:
     queue = await open_redis_queue(sqlite_storage)
-    before, after = await make_run(sqlite_storage), await make_run(sqlite_storage)
-    await queue.publish([before])
-    (claimed,) = await claim(queue, "worker-a")
+    _, claimed = await claimed_by_worker_a(queue, sqlite_storage)
+    after = await make_run(sqlite_storage)
 
     await queue.purge_namespace()  # streams and the group are gone
     await queue.publish([after])  # the stream comes back, without its group

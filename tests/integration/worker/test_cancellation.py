@@ -14,29 +14,26 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from prometheus_client import REGISTRY
-
-from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, Run, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, Run, RunStatus
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RunContext
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker import process_handlers
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker, process_gone
-
-
-def spec(job_type: str, **fields: Any) -> JobSpec:
-    fields.setdefault("payload", {})
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type=job_type, **fields)
+from tests.integration.worker.conftest import (
+    EndlessHandler,
+    StartWorker,
+    job_spec,
+    metric_value,
+    process_gone,
+    succeeded_run,
+)
 
 
 def cancelled_count(job_type: str) -> float:
-    labels = {"type": job_type, "queue": "default"}
-    return REGISTRY.get_sample_value("jobs_cancelled_total", labels) or 0.0
+    return metric_value("jobs_cancelled_total", type=job_type, queue="default")
 
 
 async def assert_cancelled_not_retried(storage: Storage, run: Run) -> None:
@@ -61,16 +58,13 @@ async def test_queued_run_cancelled_before_a_worker_sees_it_never_runs(
     async def recorded(payload: JsonObject, context: RunContext) -> None:
         called.append(payload["name"])
 
-    cancelled = await create_due_run(storage, spec("recorded", payload={"name": "cancelled"}))
+    cancelled = await create_due_run(storage, job_spec("recorded", payload={"name": "cancelled"}))
     await storage.cancel_run(cancelled.id)
     # Created after the cancelled one: once it has run, the worker has seen both.
-    later = await create_due_run(storage, spec("recorded", payload={"name": "later"}))
+    later = await create_due_run(storage, job_spec("recorded", payload={"name": "later"}))
     await start_worker(registry)
 
-    async def later_succeeded() -> bool:
-        return (await storage.get_run(later.id)).status is RunStatus.SUCCEEDED
-
-    await wait_until(later_succeeded)
+    await wait_until(lambda: succeeded_run(storage, later.id))
     assert called == ["later"]
     current = await storage.get_run(cancelled.id)
     assert (current.status, current.attempt) == (RunStatus.CANCELLED, 0)
@@ -80,27 +74,17 @@ async def test_queued_run_cancelled_before_a_worker_sees_it_never_runs(
 async def test_running_async_handler_is_cancelled(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
+    handler = EndlessHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    cancellations_seen: list[bool] = []
-
-    @registry.handler("cancel_async")
-    async def cancel_async(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancellations_seen.append(context.is_cancelled())
-            raise
-
+    registry.register("cancel_async", handler)
     before = cancelled_count("cancel_async")
-    run = await create_due_run(storage, spec("cancel_async"))
+    run = await create_due_run(storage, job_spec("cancel_async"))
     worker = await start_worker(registry)
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
 
     await storage.cancel_run(run.id)
 
-    await wait_until(lambda: cancellations_seen == [True], timeout_seconds=5)
+    await wait_until(lambda: handler.cancellations_seen == [True], timeout_seconds=5)
     await wait_until(lambda: worker.in_flight_count == 0)
     await assert_cancelled_not_retried(storage, run)
     assert cancelled_count("cancel_async") == before + 1
@@ -124,7 +108,7 @@ async def test_running_thread_handler_is_told_through_its_flag(
         raise AssertionError("the cancellation flag never came")
 
     before = cancelled_count("cancel_thread")
-    run = await create_due_run(storage, spec("cancel_thread"))
+    run = await create_due_run(storage, job_spec("cancel_thread"))
     worker = await start_worker(registry)
     await wait_until(entered.is_set)
 
@@ -147,7 +131,7 @@ async def test_running_process_handler_has_its_child_killed(
     before = cancelled_count("cancel_process")
     run = await create_due_run(
         storage,
-        spec("cancel_process", payload={"pid_file": str(pid_file), "sleep_seconds": 60}),
+        job_spec("cancel_process", payload={"pid_file": str(pid_file), "sleep_seconds": 60}),
     )
     worker = await start_worker(registry)
     await wait_until(pid_file.exists, timeout_seconds=20)
@@ -176,16 +160,13 @@ async def test_worker_takes_the_next_run_once_a_cancelled_one_stopped(
         if payload["name"] == "first":
             await asyncio.sleep(60)
 
-    first = await create_due_run(storage, spec("slot", payload={"name": "first"}, priority=1))
-    second = await create_due_run(storage, spec("slot", payload={"name": "second"}))
+    first = await create_due_run(storage, job_spec("slot", payload={"name": "first"}, priority=1))
+    second = await create_due_run(storage, job_spec("slot", payload={"name": "second"}))
     await start_worker(registry, concurrency=1)
     await wait_until(lambda: started == ["first"])
 
     await storage.cancel_run(first.id)
 
-    async def second_succeeded() -> bool:
-        return (await storage.get_run(second.id)).status is RunStatus.SUCCEEDED
-
-    await wait_until(second_succeeded, timeout_seconds=5)
+    await wait_until(lambda: succeeded_run(storage, second.id), timeout_seconds=5)
     assert started == ["first", "second"]
     await assert_cancelled_not_retried(storage, first)

@@ -6,30 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import uuid
 from typing import Any
 
 import pytest
 
-from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, RetryPolicy, Run, RunStatus
-from jobsched.storage.base import Storage
+from jobsched.core.models import AttemptStatus, JsonObject, RetryPolicy, RunStatus
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RESULT_BYTES_MAX, RunContext
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker import process_handlers
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker, process_gone
-
-
-def spec(job_type: str, **fields: Any) -> JobSpec:
-    fields.setdefault("payload", {})
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type=job_type, **fields)
-
-
-async def final_run(storage: Storage, run_id: uuid.UUID) -> Run | None:
-    run = await storage.get_run(run_id)
-    return run if run.status.is_final else None
+from tests.integration.worker.conftest import StartWorker, final_run, job_spec, process_gone
 
 
 class QuotaExceededError(Exception):
@@ -71,7 +58,7 @@ async def test_retry_options_decide_which_failures_are_retried(
     async def picky(payload: JsonObject, context: RunContext) -> None:
         raise raised(f"attempt {context.attempt}")
 
-    run = await create_due_run(storage, spec("picky"))
+    run = await create_due_run(storage, job_spec("picky"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -89,7 +76,7 @@ async def test_process_handler_runs_in_a_child_and_its_result_is_recorded(
     caplog.set_level(logging.INFO, logger="jobsched.handler")
     registry = HandlerRegistry()
     registry.register("squares", process_handlers.sum_of_squares, isolation="process")
-    run = await create_due_run(storage, spec("squares", payload={"up_to": 1000}))
+    run = await create_due_run(storage, job_spec("squares", payload={"up_to": 1000}))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id), timeout_seconds=20)
@@ -114,7 +101,7 @@ async def test_process_handler_failure_follows_its_retry_options(
         isolation="process",
         no_retry_on=(process_handlers.PlannedFailureError,),
     )
-    run = await create_due_run(storage, spec("planned"))
+    run = await create_due_run(storage, job_spec("planned"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id), timeout_seconds=20)
@@ -129,7 +116,7 @@ async def test_process_that_dies_fails_its_attempt_and_is_retried(
 ) -> None:
     registry = HandlerRegistry()
     registry.register("dies", process_handlers.exit_abruptly, isolation="process")
-    run = await create_due_run(storage, spec("dies", payload={"exit_code": 3}))
+    run = await create_due_run(storage, job_spec("dies", payload={"exit_code": 3}))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id), timeout_seconds=20)
@@ -148,7 +135,7 @@ async def test_process_handler_past_its_timeout_is_killed(
     pid_file = tmp_path / "overrun.pid"
     run = await create_due_run(
         storage,
-        spec(
+        job_spec(
             "overrun",
             payload={"pid_file": str(pid_file), "sleep_seconds": 60},
             timeout_seconds=1.0,
@@ -182,7 +169,7 @@ async def test_progress_of_a_timed_out_attempt_is_its_result(
             await asyncio.sleep(0.1 if batch < 3 else 60)
 
     run = await create_due_run(
-        storage, spec("batches", timeout_seconds=0.5, retry=RetryPolicy(max_attempts=1))
+        storage, job_spec("batches", timeout_seconds=0.5, retry=RetryPolicy(max_attempts=1))
     )
     await start_worker(registry)
 
@@ -205,7 +192,7 @@ async def test_result_set_from_a_thread_is_recorded(
         context.report_progress({"step": 1})  # no await needed in a thread
         context.set_result({"rows": 42})
 
-    run = await create_due_run(storage, spec("sets_result"))
+    run = await create_due_run(storage, job_spec("sets_result"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -221,7 +208,7 @@ async def test_oversized_result_fails_the_run_for_good(
     async def too_much(payload: JsonObject, context: RunContext) -> None:
         context.set_result({"blob": "x" * RESULT_BYTES_MAX})
 
-    run = await create_due_run(storage, spec("too_much"))
+    run = await create_due_run(storage, job_spec("too_much"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))

@@ -11,33 +11,34 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
-
-from prometheus_client import REGISTRY
 
 from jobsched.core.errors import StorageError
-from jobsched.core.models import JobSpec, JsonObject, RunStatus
+from jobsched.core.models import JsonObject, RunStatus
 from jobsched.storage.base import WorkerInfo, WorkerRecord
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RunContext
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker
+from tests.integration.worker.conftest import (
+    HeldHandler,
+    PassThroughStorage,
+    StartWorker,
+    job_spec,
+    metric_value,
+    succeeded_run,
+)
 
 HEARTBEAT_INTERVAL_SECONDS = 0.5
 SPIN_SECONDS = 4.0
 SPINNING_HANDLERS = 4
 
 
-class RecordedRenewals:
+class RecordedRenewals(PassThroughStorage):
     """Real storage that notes when each lease renewal was asked for (monotonic time)."""
 
     def __init__(self, inner: SQLStorage) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.renewal_times: list[float] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def renew_leases(
         self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
@@ -76,10 +77,7 @@ async def test_cpu_bound_thread_handlers_do_not_delay_heartbeats(
         return {"total": total}
 
     recorded = RecordedRenewals(storage)
-    fired = [
-        await create_due_run(storage, JobSpec(type="spin", payload={}, retry=FAST_RETRY))
-        for _ in range(SPINNING_HANDLERS)
-    ]
+    fired = [await create_due_run(storage, job_spec("spin")) for _ in range(SPINNING_HANDLERS)]
     await start_worker(
         registry,
         storage=recorded,
@@ -110,16 +108,10 @@ async def registered(storage: SQLStorage, worker_id: str) -> WorkerRecord | None
 async def test_worker_registers_heartbeats_and_deregisters(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
+    handler = HeldHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    @registry.handler("registered")
-    async def held(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        await release.wait()
-
-    ok_before = REGISTRY.get_sample_value("worker_heartbeats_total", {"outcome": "ok"}) or 0.0
+    registry.register("registered", handler)
+    ok_before = metric_value("worker_heartbeats_total", outcome="ok")
     worker = await start_worker(registry, concurrency=3, queues=["default", "reports"])
     record = await wait_until(lambda: registered(storage, worker.worker_id))
     assert record.info == WorkerInfo(
@@ -133,8 +125,8 @@ async def test_worker_registers_heartbeats_and_deregisters(
     assert record.stopped_at is None
     first_heartbeat = record.heartbeat_at
 
-    await create_due_run(storage, JobSpec(type="registered", payload={}, retry=FAST_RETRY))
-    await wait_until(entered.is_set)
+    await create_due_run(storage, job_spec("registered"))
+    await wait_until(handler.entered.is_set)
 
     async def one_run_in_progress() -> bool:
         current = await registered(storage, worker.worker_id)
@@ -144,12 +136,11 @@ async def test_worker_registers_heartbeats_and_deregisters(
     current = await registered(storage, worker.worker_id)
     assert current is not None
     assert current.heartbeat_at > first_heartbeat
-    ok_after = REGISTRY.get_sample_value("worker_heartbeats_total", {"outcome": "ok"}) or 0.0
-    assert ok_after > ok_before
-    last_beat = REGISTRY.get_sample_value("worker_last_heartbeat_timestamp_seconds") or 0.0
+    assert metric_value("worker_heartbeats_total", outcome="ok") > ok_before
+    last_beat = metric_value("worker_last_heartbeat_timestamp_seconds")
     assert abs(last_beat - time.time()) < 5
 
-    release.set()
+    handler.release.set()
     await wait_until(lambda: worker.in_flight_count == 0)
     await asyncio.wait_for(worker.stop(), timeout=10)
     stopped = await registered(storage, worker.worker_id)
@@ -158,16 +149,13 @@ async def test_worker_registers_heartbeats_and_deregisters(
     assert stopped.runs_in_progress == 0
 
 
-class RegistryDown:
+class RegistryDown(PassThroughStorage):
     """Real storage whose worker-registry calls fail until ``down`` is cleared."""
 
     def __init__(self, inner: SQLStorage) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.down = True
         self.failed_calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     def _fail_while_down(self) -> None:
         if self.down:
@@ -193,13 +181,10 @@ async def test_registry_failures_do_not_stop_the_work(
         return {"ran": True}
 
     registry_down = RegistryDown(storage)
-    run = await create_due_run(storage, JobSpec(type="unregistered", payload={}))
+    run = await create_due_run(storage, job_spec("unregistered"))
     worker = await start_worker(registry, storage=registry_down)
 
-    async def succeeded() -> bool:
-        return (await storage.get_run(run.id)).status is RunStatus.SUCCEEDED
-
-    await wait_until(succeeded)
+    await wait_until(lambda: succeeded_run(storage, run.id))
     await wait_until(lambda: registry_down.failed_calls >= 2)  # the start, then a heartbeat
     assert await registered(storage, worker.worker_id) is None
     registry_down.down = False

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from jobsched.core.models import AttemptStatus, JobSpec, Run, RunStatus
-from jobsched.storage.base import Storage
+from jobsched.core.models import AttemptStatus, JobSpec, RunStatus
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker
+from tests.integration.worker.conftest import FAST_RETRY, StartWorker, final_run, job_spec
 from tests.integration.worker.local_http_server import LocalHttpServer, ReceivedRequest
 
 
@@ -29,14 +27,8 @@ async def http_server() -> AsyncIterator[LocalHttpServer]:
     await server.close()
 
 
-async def final_run(storage: Storage, run_id: uuid.UUID) -> Run | None:
-    run = await storage.get_run(run_id)
-    return run if run.status.is_final else None
-
-
 def http_job(payload: dict[str, Any], **fields: Any) -> JobSpec:
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type="http", payload=payload, **fields)
+    return job_spec("http", payload=payload, **fields)
 
 
 async def test_2xx_succeeds_and_every_request_names_its_run(

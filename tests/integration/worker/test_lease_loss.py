@@ -12,14 +12,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 from jobsched.config.settings import WorkerSettings
 from jobsched.core.errors import StorageError
-from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, RunStatus
 from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RunContext
@@ -28,18 +26,25 @@ from jobsched.worker.service import Worker
 from tests.e2e.broker_services import port_answers
 from tests.e2e.processes import wait_until as wait_until_sync
 from tests.helpers import create_due_run, wait_until
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker
+from tests.integration.worker.conftest import (
+    EndlessHandler,
+    HeldHandler,
+    PassThroughStorage,
+    StartWorker,
+    job_spec,
+    metric_value,
+    succeeded_run,
+)
 
 LEASE_SECONDS = 2.0
 HEARTBEAT_INTERVAL_SECONDS = 0.5
 
 
 def abandoned_count(job_type: str, reason: str) -> float:
-    labels = {"type": job_type, "queue": "default", "reason": reason}
-    return REGISTRY.get_sample_value("jobs_abandoned_total", labels) or 0.0
+    return metric_value("jobs_abandoned_total", type=job_type, queue="default", reason=reason)
 
 
-class RenewalsFail:
+class RenewalsFail(PassThroughStorage):
     """Real storage whose lease renewals raise ``StorageError`` once ``failing`` is set.
 
     Everything else reaches the database: only the heartbeat is cut off, as when the
@@ -47,12 +52,9 @@ class RenewalsFail:
     """
 
     def __init__(self, inner: SQLStorage) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.failing = False
         self.renewals_refused = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def renew_leases(
         self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
@@ -81,7 +83,7 @@ async def test_run_whose_lease_cannot_be_renewed_is_abandoned_before_it_expires(
 
     cut_off_storage = RenewalsFail(storage)
     before = abandoned_count("cut_off", "lease_expiring")
-    run = await create_due_run(storage, JobSpec(type="cut_off", payload={}, retry=FAST_RETRY))
+    run = await create_due_run(storage, job_spec("cut_off"))
     worker = await start_worker(
         registry,
         storage=cut_off_storage,
@@ -118,34 +120,24 @@ async def test_renewals_failing_for_less_than_the_margin_keep_the_run(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
     """A heartbeat or two lost to a blip is not a reason to give up a run."""
+    handler = HeldHandler(result={"survived": True})
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    @registry.handler("blip")
-    async def blip(payload: JsonObject, context: RunContext) -> JsonObject:
-        entered.set()
-        await release.wait()
-        return {"survived": True}
-
+    registry.register("blip", handler)
     flaky = RenewalsFail(storage)
-    run = await create_due_run(storage, JobSpec(type="blip", payload={}, retry=FAST_RETRY))
+    run = await create_due_run(storage, job_spec("blip"))
     await start_worker(
         registry,
         storage=flaky,
         lease_seconds=LEASE_SECONDS,
         heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
     )
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
     flaky.failing = True
     await wait_until(lambda: flaky.renewals_refused >= 1)
     flaky.failing = False
-    release.set()
+    handler.release.set()
 
-    async def succeeded() -> bool:
-        return (await storage.get_run(run.id)).status is RunStatus.SUCCEEDED
-
-    await wait_until(succeeded)
+    await wait_until(lambda: succeeded_run(storage, run.id))
     (attempt,) = await storage.list_attempts(run.id)
     assert (attempt.status, attempt.result) == (AttemptStatus.SUCCEEDED, {"survived": True})
 
@@ -177,19 +169,9 @@ def stoppable_postgresql() -> Iterator[None]:
 async def test_worker_abandons_its_run_while_postgresql_is_down(
     postgres_url: str, stoppable_postgresql: None
 ) -> None:
+    handler = EndlessHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    cancellations_seen: list[bool] = []
-
-    @registry.handler("outage")
-    async def outage(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        try:
-            await asyncio.sleep(120)
-        except asyncio.CancelledError:
-            cancellations_seen.append(context.is_cancelled())
-            raise
-
+    registry.register("outage", handler)
     storage = SQLStorage.from_url(postgres_url)
     settings = WorkerSettings(
         id="worker-outage",
@@ -207,11 +189,13 @@ async def test_worker_abandons_its_run_while_postgresql_is_down(
     )
     running = asyncio.create_task(worker.run())
     try:
-        run = await create_due_run(storage, JobSpec(type="outage", payload={}, retry=FAST_RETRY))
-        await wait_until(entered.is_set)
+        run = await create_due_run(storage, job_spec("outage"))
+        await wait_until(handler.entered.is_set)
         await asyncio.to_thread(_postgresql_cluster, "stop")
 
-        await wait_until(lambda: cancellations_seen == [True], timeout_seconds=LEASE_SECONDS + 5)
+        await wait_until(
+            lambda: handler.cancellations_seen == [True], timeout_seconds=LEASE_SECONDS + 5
+        )
         await wait_until(lambda: worker.in_flight_count == 0)
         await asyncio.wait_for(worker.stop(), timeout=LEASE_SECONDS * 4)
         await asyncio.to_thread(_postgresql_cluster, "start")

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobsched.core.models import AttemptStatus, JobSpec, Run, RunStatus
-from jobsched.storage.base import Storage
+from jobsched.core.models import AttemptStatus, JobSpec, RunStatus
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker, process_gone
+from tests.integration.worker.conftest import (
+    FAST_RETRY,
+    StartWorker,
+    final_run,
+    job_spec,
+    process_gone,
+)
 
 ENABLED = {"enabled": True, "env_allowlist": ["PATH", "GREETING"]}
 
 
 def shell_job(payload: dict[str, Any], **fields: Any) -> JobSpec:
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type="shell", payload=payload, **fields)
-
-
-async def final_run(storage: Storage, run_id: uuid.UUID) -> Run | None:
-    run = await storage.get_run(run_id)
-    return run if run.status.is_final else None
+    return job_spec("shell", payload=payload, **fields)
 
 
 async def test_shell_runs_are_dead_on_a_worker_without_it(

@@ -8,15 +8,13 @@ that no two workers execute the same run at the same time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from prometheus_client import REGISTRY
-
-from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, Run, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, Run, RunStatus
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RunContext
@@ -24,18 +22,17 @@ from jobsched.worker.execution import CANCEL_GRACE_SECONDS
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker import process_handlers
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker, process_gone
-
-
-def spec(job_type: str, **fields: Any) -> JobSpec:
-    fields.setdefault("payload", {})
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type=job_type, **fields)
+from tests.integration.worker.conftest import (
+    StartWorker,
+    job_spec,
+    metric_value,
+    process_gone,
+    succeeded_run,
+)
 
 
 def released_count(job_type: str) -> float:
-    labels = {"type": job_type, "queue": "default"}
-    return REGISTRY.get_sample_value("jobs_released_total", labels) or 0.0
+    return metric_value("jobs_released_total", type=job_type, queue="default")
 
 
 async def assert_handed_back(storage: Storage, run: Run) -> None:
@@ -60,11 +57,12 @@ async def test_short_runs_finish_in_the_grace_long_ones_go_to_the_next_worker(
         return {"length": payload["length"]}
 
     short = [
-        await create_due_run(storage, spec("mixed", payload={"length": "short"})) for _ in range(3)
+        await create_due_run(storage, job_spec("mixed", payload={"length": "short"}))
+        for _ in range(3)
     ]
     long = [
         await create_due_run(
-            storage, spec("mixed", payload={"length": "long", "first_worker": True})
+            storage, job_spec("mixed", payload={"length": "long", "first_worker": True})
         )
         for _ in range(3)
     ]
@@ -92,12 +90,7 @@ async def test_short_runs_finish_in_the_grace_long_ones_go_to_the_next_worker(
 
     second = await start_worker(later)
     for run in long:
-
-        async def succeeded(run_id: uuid.UUID = run.id) -> Run | None:
-            current = await storage.get_run(run_id)
-            return current if current.status is RunStatus.SUCCEEDED else None
-
-        done = await wait_until(succeeded)
+        done = await wait_until(functools.partial(succeeded_run, storage, run.id))
         assert (done.attempt, done.result) == (1, {"attempt": 1})
         (attempt,) = await storage.list_attempts(run.id)
         assert (attempt.attempt, attempt.worker_id) == (1, second.worker_id)
@@ -110,7 +103,7 @@ async def test_stopping_kills_a_process_handlers_child_and_hands_its_run_back(
     registry.register("isolated", process_handlers.write_pid_then_sleep, isolation="process")
     pid_file = tmp_path / "child.pid"
     run = await create_due_run(
-        storage, spec("isolated", payload={"pid_file": str(pid_file), "sleep_seconds": 60})
+        storage, job_spec("isolated", payload={"pid_file": str(pid_file), "sleep_seconds": 60})
     )
     worker = await start_worker(registry, shutdown_grace_seconds=0.2)
     pid = int(await wait_until(lambda: pid_file.exists() and pid_file.read_text(), 20))
@@ -132,7 +125,7 @@ async def test_thread_handler_honouring_the_flag_is_handed_back(
         entered.set()
         context.cancelled.wait(timeout=20)
 
-    run = await create_due_run(storage, spec("polite"))
+    run = await create_due_run(storage, job_spec("polite"))
     worker = await start_worker(registry, shutdown_grace_seconds=0.2)
     await wait_until(entered.is_set)
 
@@ -154,7 +147,7 @@ async def test_thread_handler_ignoring_the_flag_is_left_to_its_lease(
         entered.set()
         release.wait(timeout=20)
 
-    run = await create_due_run(storage, spec("stubborn"))
+    run = await create_due_run(storage, job_spec("stubborn"))
     worker = await start_worker(registry, shutdown_grace_seconds=0.2)
     await wait_until(entered.is_set)
     try:

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from prometheus_client import REGISTRY
 
 from jobsched.config.settings import WorkerSettings
 from jobsched.core.errors import StorageError
-from jobsched.core.models import AttemptStatus, JobSpec, JsonObject, Run, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, Run, RunStatus
 from jobsched.queue.database import DatabaseQueue
-from jobsched.storage.base import AttemptOutcome, Storage
+from jobsched.storage.base import AttemptOutcome
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.schema import runs
 from jobsched.worker.context import RunContext
@@ -28,23 +27,16 @@ from jobsched.worker.errors import NonRetryableError
 from jobsched.worker.registry import HandlerRegistry
 from jobsched.worker.service import Worker
 from tests.helpers import create_due_run, wait_until
-from tests.integration.worker.conftest import FAST_RETRY, StartWorker
-
-
-async def final_run(storage: Storage, run_id: uuid.UUID) -> Run | None:
-    run = await storage.get_run(run_id)
-    return run if run.status.is_final else None
-
-
-def spec(job_type: str, **fields: Any) -> JobSpec:
-    fields.setdefault("payload", {})
-    fields.setdefault("retry", FAST_RETRY)
-    return JobSpec(type=job_type, **fields)
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
+from tests.integration.worker.conftest import (
+    FAST_RETRY,
+    EndlessHandler,
+    HeldHandler,
+    PassThroughStorage,
+    StartWorker,
+    final_run,
+    job_spec,
+    metric_value,
+)
 
 # --- retries -----------------------------------------------------------------------
 
@@ -62,7 +54,7 @@ async def test_failing_twice_then_succeeding_ends_succeeded_on_attempt_3(
         return {"ok": True, "attempt": context.attempt, "echo": payload}
 
     retry = replace(FAST_RETRY, initial_delay_seconds=0.2)
-    run = await create_due_run(storage, spec("flaky", payload={"n": 1}, retry=retry))
+    run = await create_due_run(storage, job_spec("flaky", payload={"n": 1}, retry=retry))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -100,7 +92,9 @@ async def test_always_failing_run_ends_dead_after_max_attempts(
     def broken(payload: JsonObject, context: RunContext) -> None:
         raise ValueError(f"bad attempt {context.attempt}")
 
-    run = await create_due_run(storage, spec("broken", retry=replace(FAST_RETRY, max_attempts=4)))
+    run = await create_due_run(
+        storage, job_spec("broken", retry=replace(FAST_RETRY, max_attempts=4))
+    )
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -116,7 +110,7 @@ async def test_always_failing_run_ends_dead_after_max_attempts(
 async def test_unknown_type_ends_dead_without_retry(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
-    run = await create_due_run(storage, spec("no_such_type"))
+    run = await create_due_run(storage, job_spec("no_such_type"))
     await start_worker(HandlerRegistry())
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -138,7 +132,7 @@ async def test_non_retryable_error_ends_dead_at_once(
     async def mail(payload: JsonObject, context: RunContext) -> None:
         raise RecipientUnknownError("no such mailbox")
 
-    run = await create_due_run(storage, spec("mail"))
+    run = await create_due_run(storage, job_spec("mail"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -155,7 +149,7 @@ async def test_result_that_cannot_be_stored_fails_the_attempt(
     async def odd_result(payload: JsonObject, context: RunContext) -> Any:
         return {"when": object()}
 
-    run = await create_due_run(storage, spec("odd_result"))
+    run = await create_due_run(storage, job_spec("odd_result"))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -184,8 +178,8 @@ async def test_run_past_its_timeout_is_timed_out_and_retried(
         return {"attempt": context.attempt}
 
     labels = {"type": "slow_once", "queue": "default"}
-    timed_out_before = sample("jobs_timed_out_total", **labels)
-    run = await create_due_run(storage, spec("slow_once", timeout_seconds=0.3))
+    timed_out_before = metric_value("jobs_timed_out_total", **labels)
+    run = await create_due_run(storage, job_spec("slow_once", timeout_seconds=0.3))
     await start_worker(registry)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -196,7 +190,7 @@ async def test_run_past_its_timeout_is_timed_out_and_retried(
     assert timedelta(seconds=0.25) <= first.finished_at - first.started_at < timedelta(seconds=5)
     assert second.status is AttemptStatus.SUCCEEDED
     assert cancellations_seen == [True]
-    assert sample("jobs_timed_out_total", **labels) == timed_out_before + 1
+    assert metric_value("jobs_timed_out_total", **labels) == timed_out_before + 1
 
 
 async def test_worker_default_timeout_applies_to_runs_without_one(
@@ -208,7 +202,9 @@ async def test_worker_default_timeout_applies_to_runs_without_one(
     async def sleepy(payload: JsonObject, context: RunContext) -> None:
         await asyncio.sleep(60)
 
-    run = await create_due_run(storage, spec("sleepy", retry=replace(FAST_RETRY, max_attempts=2)))
+    run = await create_due_run(
+        storage, job_spec("sleepy", retry=replace(FAST_RETRY, max_attempts=2))
+    )
     await start_worker(registry, default_timeout_seconds=0.2)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -232,7 +228,7 @@ async def test_sync_handler_runs_in_a_thread_without_blocking_the_loop(
             raise RuntimeError("the test never released the handler")
         return {"thread": threading.current_thread().name}
 
-    run = await create_due_run(storage, spec("blocking"))
+    run = await create_due_run(storage, job_spec("blocking"))
     await start_worker(registry)
     try:
         # This polling runs on the event loop: it would stall if the handler blocked it.
@@ -262,7 +258,7 @@ async def test_sync_handler_past_its_timeout_is_recorded_at_the_deadline(
         cancelled_when_released.append(context.is_cancelled())
 
     run = await create_due_run(
-        storage, spec("stuck", timeout_seconds=0.3, retry=replace(FAST_RETRY, max_attempts=1))
+        storage, job_spec("stuck", timeout_seconds=0.3, retry=replace(FAST_RETRY, max_attempts=1))
     )
     await start_worker(registry)
     try:
@@ -296,7 +292,7 @@ async def test_no_more_runs_in_flight_than_concurrency(
         await gate.wait()
         active.discard(context.run_id)
 
-    fired = [await create_due_run(storage, spec("gated")) for _ in range(5)]
+    fired = [await create_due_run(storage, job_spec("gated")) for _ in range(5)]
     await start_worker(registry, concurrency=2)
 
     await wait_until(lambda: len(active) == 2)
@@ -316,17 +312,10 @@ async def test_no_more_runs_in_flight_than_concurrency(
 async def test_outcome_after_a_takeover_is_refused(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
+    handler = HeldHandler(result={"by": "worker A"})
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    @registry.handler("slow")
-    async def slow(payload: JsonObject, context: RunContext) -> JsonObject:
-        entered.set()
-        await release.wait()
-        return {"by": "worker A"}
-
-    run = await create_due_run(storage, spec("slow"))
+    registry.register("slow", handler)
+    run = await create_due_run(storage, job_spec("slow"))
     # Worker A is told its renewals succeed while its one-second lease simply runs out
     # (as with a database whose clock jumped): it keeps the run, and only the storage
     # fence stands between its late outcome and the run.
@@ -337,7 +326,7 @@ async def test_outcome_after_a_takeover_is_refused(
         lease_seconds=1.0,
         heartbeat_interval_seconds=0.2,
     )
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
 
     async def rescued() -> list[Run]:
         return (await storage.rescue_expired_leases(10)).requeued
@@ -346,9 +335,9 @@ async def test_outcome_after_a_takeover_is_refused(
     (taken,) = await storage.claim_ready_runs(["default"], 10, "worker-B", 30)
     assert (taken.id, taken.attempt) == (run.id, 2)
 
-    refused_before = sample("worker_outcomes_refused_total")
-    release.set()
-    await wait_until(lambda: sample("worker_outcomes_refused_total") == refused_before + 1)
+    refused_before = metric_value("worker_outcomes_refused_total")
+    handler.release.set()
+    await wait_until(lambda: metric_value("worker_outcomes_refused_total") == refused_before + 1)
     await wait_until(lambda: worker_a.in_flight_count == 0)
 
     current = await storage.get_run(run.id)
@@ -371,32 +360,23 @@ async def test_outcome_after_a_takeover_is_refused(
 async def test_run_whose_lease_renewal_fails_is_abandoned(
     storage: SQLStorage, start_worker: StartWorker, sql: sa.Engine
 ) -> None:
+    handler = EndlessHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    cancellations_seen: list[bool] = []
+    registry.register("endless", handler)
 
-    @registry.handler("endless")
-    async def endless(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancellations_seen.append(context.is_cancelled())
-            raise
-
-    run = await create_due_run(storage, spec("endless"))
+    run = await create_due_run(storage, job_spec("endless"))
     worker = await start_worker(registry, heartbeat_interval_seconds=0.1)
-    await wait_until(entered.is_set)
-    refused_before = sample("worker_outcomes_refused_total")
+    await wait_until(handler.entered.is_set)
+    refused_before = metric_value("worker_outcomes_refused_total")
 
     with sql.begin() as connection:  # another party takes the lease over
         connection.execute(
             sa.update(runs).where(runs.c.id == run.id).values(lease_owner="intruder")
         )
 
-    await wait_until(lambda: cancellations_seen == [True])
+    await wait_until(lambda: handler.cancellations_seen == [True])
     await wait_until(lambda: worker.in_flight_count == 0)
-    assert sample("worker_outcomes_refused_total") == refused_before + 1
+    assert metric_value("worker_outcomes_refused_total") == refused_before + 1
     current = await storage.get_run(run.id)
     assert (current.status, current.lease_owner) == (RunStatus.RUNNING, "intruder")
     assert [a.status for a in await storage.list_attempts(run.id)] == [AttemptStatus.RUNNING]
@@ -405,18 +385,13 @@ async def test_run_whose_lease_renewal_fails_is_abandoned(
 async def test_heartbeat_keeps_the_lease_of_a_long_run(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
+    handler = HeldHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    release = asyncio.Event()
+    registry.register("long", handler)
 
-    @registry.handler("long")
-    async def long(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        await release.wait()
-
-    run = await create_due_run(storage, spec("long"))
+    run = await create_due_run(storage, job_spec("long"))
     await start_worker(registry, lease_seconds=1.0, heartbeat_interval_seconds=0.1)
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
     first_expiry = (await storage.get_run(run.id)).lease_expires_at
     assert first_expiry is not None
 
@@ -427,19 +402,13 @@ async def test_heartbeat_keeps_the_lease_of_a_long_run(
     await wait_until(lease_outlived_first_expiry)
     report = await storage.rescue_expired_leases(10)
     assert (report.requeued, report.dead) == ([], [])
-    release.set()
+    handler.release.set()
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 1)
 
 
-class RenewalsThatExtendNothing:
+class RenewalsThatExtendNothing(PassThroughStorage):
     """Real storage whose lease renewals report every lease renewed but extend none."""
-
-    def __init__(self, inner: SQLStorage) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def renew_leases(
         self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
@@ -450,15 +419,12 @@ class RenewalsThatExtendNothing:
 # --- outages -----------------------------------------------------------------------
 
 
-class FlakyStorage:
+class FlakyStorage(PassThroughStorage):
     """Real storage whose named methods first raise the given errors, one per call."""
 
     def __init__(self, inner: SQLStorage, failures: dict[str, list[Exception]]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._failures = failures
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     def _maybe_fail(self, method: str) -> None:
         pending = self._failures.get(method)
@@ -494,7 +460,7 @@ async def test_worker_rides_out_database_errors(
         calls.append(context.attempt)
         return {"fine": True}
 
-    run = await create_due_run(storage, spec("steady"))
+    run = await create_due_run(storage, job_spec("steady"))
     await start_worker(registry, storage=flaky)
 
     done = await wait_until(lambda: final_run(storage, run.id))
@@ -505,16 +471,13 @@ async def test_worker_rides_out_database_errors(
     assert sum("cannot record the outcome" in message for message in messages) == 2
 
 
-class HeldOutcomes:
+class HeldOutcomes(PassThroughStorage):
     """Real storage whose ``finish_attempts`` waits until the test lets it go."""
 
     def __init__(self, inner: SQLStorage) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.release = asyncio.Event()
         self.waiting = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         self.waiting += len(outcomes)
@@ -533,7 +496,7 @@ async def test_runs_writing_their_outcome_free_their_slot_up_to_concurrency_more
         started.append(context.run_id)
 
     held = HeldOutcomes(storage)
-    created = [await create_due_run(storage, spec("quick")) for _ in range(4)]
+    created = [await create_due_run(storage, job_spec("quick")) for _ in range(4)]
     worker = await start_worker(registry, storage=held, concurrency=1)
 
     # Concurrency 1: the second run starts while the first's outcome is still being
@@ -545,7 +508,7 @@ async def test_runs_writing_their_outcome_free_their_slot_up_to_concurrency_more
 
     held.release.set()
     for run in created:
-        done = await wait_until(lambda run=run: final_run(storage, run.id))
+        done = await wait_until(functools.partial(final_run, storage, run.id))
         assert done.status is RunStatus.SUCCEEDED
     assert sorted(started) == sorted(run.id for run in created)
 
@@ -557,24 +520,18 @@ async def test_stop_claims_no_more_and_waits_for_runs_in_flight(
     storage: SQLStorage, start_worker: StartWorker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="jobsched.worker")
+    handler = HeldHandler(result={"done": True})
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    release = asyncio.Event()
+    registry.register("finishing", handler)
 
-    @registry.handler("finishing")
-    async def finishing(payload: JsonObject, context: RunContext) -> JsonObject:
-        entered.set()
-        await release.wait()
-        return {"done": True}
-
-    first = await create_due_run(storage, spec("finishing"))
+    first = await create_due_run(storage, job_spec("finishing"))
     worker = await start_worker(registry, concurrency=1)
-    await wait_until(entered.is_set)
-    second = await create_due_run(storage, spec("finishing"))  # waits: no capacity
+    await wait_until(handler.entered.is_set)
+    second = await create_due_run(storage, job_spec("finishing"))  # waits: no capacity
 
     stopping = asyncio.create_task(worker.stop())
     await wait_until(lambda: any("waiting up to 5s for 1 runs" in m for m in caplog.messages))
-    release.set()  # only now, with the worker already in its grace period
+    handler.release.set()  # only now, with the worker already in its grace period
     await asyncio.wait_for(stopping, timeout=10)
 
     assert (await storage.get_run(first.id)).status is RunStatus.SUCCEEDED
@@ -584,26 +541,17 @@ async def test_stop_claims_no_more_and_waits_for_runs_in_flight(
 async def test_stop_hands_back_runs_still_going_after_the_grace_period(
     storage: SQLStorage, start_worker: StartWorker
 ) -> None:
+    handler = EndlessHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    cancellations_seen: list[bool] = []
+    registry.register("endless", handler)
 
-    @registry.handler("endless")
-    async def endless(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancellations_seen.append(context.is_cancelled())
-            raise
-
-    run = await create_due_run(storage, spec("endless"))
+    run = await create_due_run(storage, job_spec("endless"))
     worker = await start_worker(registry, shutdown_grace_seconds=0.2)
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
 
     await asyncio.wait_for(worker.stop(), timeout=10)
 
-    assert cancellations_seen == [True]
+    assert handler.cancellations_seen == [True]
     current = await storage.get_run(run.id)
     # Handed back: ready for another worker at once, the attempt not counted.
     assert (current.status, current.attempt, current.lease_owner) == (RunStatus.QUEUED, 0, None)
@@ -612,20 +560,11 @@ async def test_stop_hands_back_runs_still_going_after_the_grace_period(
 
 async def test_cancelled_worker_abandons_its_runs_to_lease_expiry(storage: SQLStorage) -> None:
     """A second signal (the worker's task cancelled) stops at once and hands nothing back."""
+    handler = EndlessHandler()
     registry = HandlerRegistry()
-    entered = asyncio.Event()
-    cancellations_seen: list[bool] = []
+    registry.register("endless", handler)
 
-    @registry.handler("endless")
-    async def endless(payload: JsonObject, context: RunContext) -> None:
-        entered.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancellations_seen.append(context.is_cancelled())
-            raise
-
-    run = await create_due_run(storage, spec("endless"))
+    run = await create_due_run(storage, job_spec("endless"))
     settings = WorkerSettings(
         id="worker-cancelled", heartbeat_interval_seconds=0.2, shutdown_grace_seconds=30
     )
@@ -633,14 +572,14 @@ async def test_cancelled_worker_abandons_its_runs_to_lease_expiry(storage: SQLSt
         storage, DatabaseQueue(storage), registry, settings, default_timeout_seconds=None
     )
     running = asyncio.create_task(worker.run())
-    await wait_until(entered.is_set)
+    await wait_until(handler.entered.is_set)
 
     worker.request_stop()  # the first signal: a 30 s grace begins...
     running.cancel()  # ...and the second one ends it at once
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(running, timeout=5)
 
-    assert cancellations_seen == [True]
+    assert handler.cancellations_seen == [True]
     current = await storage.get_run(run.id)
     assert (current.status, current.attempt) == (RunStatus.RUNNING, 1)
     assert current.lease_owner == "worker-cancelled"
@@ -674,21 +613,23 @@ async def test_metrics_count_attempts_and_their_ends(
         "job_duration_seconds_count",
     ]
     before = {
-        (name, labels["type"]): sample(name, **labels) for name in names for labels in (ok, dead)
+        (name, labels["type"]): metric_value(name, **labels)
+        for name in names
+        for labels in (ok, dead)
     }
 
-    ok_run = await create_due_run(storage, spec("metrics_ok"))
+    ok_run = await create_due_run(storage, job_spec("metrics_ok"))
     dead_run = await create_due_run(
-        storage, spec("metrics_dead", retry=replace(FAST_RETRY, max_attempts=2))
+        storage, job_spec("metrics_dead", retry=replace(FAST_RETRY, max_attempts=2))
     )
     await start_worker(registry)
     await wait_until(lambda: final_run(storage, ok_run.id))
     await wait_until(lambda: final_run(storage, dead_run.id))
 
     def increase(name: str, labels: dict[str, str]) -> float:
-        return sample(name, **labels) - before[(name, labels["type"])]
+        return metric_value(name, **labels) - before[(name, labels["type"])]
 
     assert [increase(name, ok) for name in names] == [1, 1, 0, 0, 0, 1]
     assert [increase(name, dead) for name in names] == [2, 0, 2, 1, 1, 2]
-    assert sample("jobs_in_progress", **ok) == 0
-    assert sample("jobs_in_progress", **dead) == 0
+    assert metric_value("jobs_in_progress", **ok) == 0
+    assert metric_value("jobs_in_progress", **dead) == 0
