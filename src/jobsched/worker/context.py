@@ -41,6 +41,47 @@ class WorkerResources:
     shell: ShellSettings | None = None
 
 
+# Guards the creation of a ``Flag``'s event, which is rare (a thread waiting on it).
+_FLAG_EVENT_CREATION = threading.Lock()
+
+
+class Flag:
+    """``threading.Event``'s ``is_set``, ``set`` and ``wait``, cheap to create.
+
+    A worker makes two per run, and most are only ever set and read. An Event
+    builds a lock and a condition up front; a ``Flag`` builds its Event only when a
+    thread first waits on it. Safe to use from any thread.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout`` passes; whether it is set."""
+        if self._set:
+            return True
+        with _FLAG_EVENT_CREATION:
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        # ``set`` may have run before the event existed, and then set nothing: look again.
+        if self._set:
+            event.set()
+        return event.wait(timeout)
+
+
 class AttemptState:
     """What one attempt's handler reported, and whether its code still runs.
 
@@ -55,7 +96,7 @@ class AttemptState:
         self._progress: JsonObject | None = None
         self._result: JsonObject | None = None
         self._forward = forward
-        self.handler_ended = threading.Event()
+        self.handler_ended = Flag()
 
     @property
     def progress(self) -> JsonObject | None:
@@ -119,10 +160,13 @@ class RunContext:
     type: str
     queue: str
     timeout_seconds: float | None
-    logger: logging.LoggerAdapter[logging.Logger]
     resources: WorkerResources | None = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: Flag = field(default_factory=Flag)
     state: AttemptState = field(default_factory=AttemptState, repr=False, compare=False)
+    # Made on first use: most handlers never log.
+    _logger: logging.LoggerAdapter[logging.Logger] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def for_run(
@@ -137,9 +181,16 @@ class RunContext:
             type=run.job_type,
             queue=run.queue,
             timeout_seconds=timeout_seconds,
-            logger=run_logger(run.id, run.attempt, run.job_type),
             resources=resources,
         )
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The handler logger, carrying this run's id, attempt and type on every record."""
+        if self._logger is None:
+            object.__setattr__(self, "_logger", run_logger(self.run_id, self.attempt, self.type))
+            assert self._logger is not None
+        return self._logger
 
     def is_cancelled(self) -> bool:
         """Whether the worker has given up on this attempt; safe to call from any thread."""

@@ -39,7 +39,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from jobsched.core.models import JsonObject
-from jobsched.worker.context import AttemptState, RunContext, run_logger
+from jobsched.worker.context import AttemptState, RunContext
 from jobsched.worker.endings import HandlerEnding, failure, failure_from, success
 from jobsched.worker.registry import Handler, HandlerOptions
 
@@ -301,7 +301,6 @@ def child_main(call: ChildCall, results: Connection, worker_alive: Connection) -
         type=call.type,
         queue=call.queue,
         timeout_seconds=call.timeout_seconds,
-        logger=run_logger(call.run_id, call.attempt, call.type),
         state=AttemptState(forward=to_worker.send),
     )
     to_worker.send("ending", _call_handler(call, context))

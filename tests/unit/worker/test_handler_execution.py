@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import math
 import threading
 import time
@@ -39,7 +38,6 @@ def make_context(type_name: str = "job", timeout_seconds: float | None = None) -
         type=type_name,
         queue="default",
         timeout_seconds=timeout_seconds,
-        logger=logging.LoggerAdapter(logging.getLogger("test")),
     )
 
 

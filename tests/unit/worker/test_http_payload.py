@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -119,7 +118,6 @@ def test_jobsched_headers_name_the_attempt() -> None:
         type="http",
         queue="default",
         timeout_seconds=None,
-        logger=logging.LoggerAdapter(logging.getLogger("test")),
     )
     assert jobsched_headers(context) == {
         "Jobsched-Run-Id": str(run_id),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +14,7 @@ from jobsched.core.models import JsonObject
 from jobsched.worker.context import (
     RESULT_BYTES_MAX,
     AttemptState,
+    Flag,
     RunContext,
     storable_json_object,
 )
@@ -29,7 +30,6 @@ def make_context(state: AttemptState | None = None) -> RunContext:
         type="job",
         queue="default",
         timeout_seconds=None,
-        logger=logging.LoggerAdapter(logging.getLogger("test")),
         state=state or AttemptState(),
     )
 
@@ -120,3 +120,46 @@ def test_a_value_just_under_the_bound_is_kept() -> None:
 
 def test_handler_ended_starts_unset() -> None:
     assert not make_context().state.handler_ended.is_set()
+
+
+def test_a_flag_is_set_once_set() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    assert flag.wait(timeout=0.01) is False
+    flag.set()
+    assert flag.is_set()
+    assert flag.wait(timeout=0) is True
+
+
+def test_a_flag_wakes_a_thread_waiting_on_it() -> None:
+    flag = Flag()
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(flag.wait(timeout=10)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter is (most likely) blocked by now
+    flag.set()
+    waiter.join(timeout=10)
+    assert woke == [True]
+
+
+def test_a_flag_set_while_a_waiter_makes_its_event_still_wakes_it() -> None:
+    # Race set() against the first wait(), many times: a set() that lands between the
+    # waiter's first look and its event's creation must not leave it blocked.
+    for _ in range(300):
+        flag = Flag()
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda flag=flag, woke=woke: woke.append(flag.wait(5)))
+        waiter.start()
+        flag.set()
+        waiter.join(timeout=10)
+        assert woke == [True]
+
+
+def test_the_context_logger_is_made_once_and_names_the_attempt() -> None:
+    context = make_context()
+    assert context.logger is context.logger
+    assert context.logger.extra == {
+        "run_id": str(context.run_id),
+        "attempt": 1,
+        "job_type": "job",
+    }
