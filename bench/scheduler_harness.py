@@ -29,7 +29,7 @@ from bench.support import (
 )
 from jobsched.config.settings import QueueSettings, SchedulerSettings
 from jobsched.core.ids import new_id
-from jobsched.core.models import Job, JobStatus, RetryPolicy, Run
+from jobsched.core.models import Job, JobStatus, OutboxRun, RetryPolicy, Run
 from jobsched.core.planning import FirePlan
 from jobsched.queue import RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
@@ -72,7 +72,7 @@ class PublishRecord:
     """One outbox batch: when the broker had taken it, and its runs."""
 
     published_epoch: float
-    runs: list[Run]
+    runs: list[OutboxRun]
 
 
 class RecordingStorage(SQLStorage):
@@ -87,9 +87,9 @@ class RecordingStorage(SQLStorage):
         self.publishes: list[PublishRecord] = []
 
     async def publish_pending(
-        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+        self, limit: int, publish: Callable[[list[OutboxRun]], Awaitable[None]]
     ) -> int:
-        async def publish_and_record(batch: list[Run]) -> None:
+        async def publish_and_record(batch: list[OutboxRun]) -> None:
             await publish(batch)
             # The broker has the runs now: a worker could take them from here on.
             self.publishes.append(PublishRecord(time.time(), batch))

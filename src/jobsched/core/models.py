@@ -10,7 +10,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 JsonObject = dict[str, Any]
 T = TypeVar("T")
@@ -177,6 +177,32 @@ class Run:
     finished_at: datetime | None
     last_error: str | None
     result: JsonObject | None
+
+
+class Deliverable(Protocol):
+    """What a queue needs to deliver a run: which run, on which queue, how urgently."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def priority(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRun:
+    """A committed, unpublished run as the outbox sweep reads it: what publishing needs.
+
+    A ``Deliverable``; ``scheduled_for`` says which fire time it stands for.
+    """
+
+    id: uuid.UUID
+    queue: str
+    priority: int
+    scheduled_for: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from jobsched.core.models import Run
+from jobsched.core.models import Deliverable, Run
 
 
 class RunQueue(Protocol):
@@ -43,7 +43,7 @@ class RunQueue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def publish(self, runs: Sequence[Run]) -> None:
+    async def publish(self, runs: Sequence[Deliverable]) -> None:
         """Offer committed runs to workers, durably, by their queue and priority.
 
         Returns only when the broker has taken them (publisher confirms / the

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from jobsched.core.models import Run
+from jobsched.core.models import Deliverable, Run
 from jobsched.storage.base import Storage
 
 
@@ -27,7 +27,7 @@ class DatabaseQueue:
     async def close(self) -> None:
         self._published.set()
 
-    async def publish(self, runs: Sequence[Run]) -> None:
+    async def publish(self, runs: Sequence[Deliverable]) -> None:
         if runs:
             self._published.set()
 

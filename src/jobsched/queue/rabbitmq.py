@@ -70,7 +70,7 @@ from yarl import URL
 
 from jobsched.config.settings import QueueSettings
 from jobsched.core.errors import QueueError
-from jobsched.core.models import Run
+from jobsched.core.models import Deliverable, Run
 from jobsched.queue.rabbitmq_deliveries import DeliveryBuffer, UnsettledTags
 from jobsched.queue.rabbitmq_topology import (
     Topology,
@@ -259,7 +259,7 @@ class RabbitMQQueue:
 
     # --- publishing -------------------------------------------------------------
 
-    async def publish(self, runs: Sequence[Run]) -> None:
+    async def publish(self, runs: Sequence[Deliverable]) -> None:
         if not runs:
             return
         session = await self._connected()
@@ -284,7 +284,7 @@ class RabbitMQQueue:
                 # A confirmation cancelled under us is no confirmation either.
                 raise QueueError(f"RabbitMQ did not confirm a published run: {failure!r}")
 
-    async def _publish_one(self, session: _Session, run: Run) -> None:
+    async def _publish_one(self, session: _Session, run: Deliverable) -> None:
         message = aio_pika.Message(
             str(run.id).encode("utf-8"),
             message_id=str(run.id),

@@ -44,7 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from jobsched.config.settings import QueueSettings
 from jobsched.core.errors import ConfigurationError, QueueError, StorageError
-from jobsched.core.models import Run
+from jobsched.core.models import Deliverable, Run
 from jobsched.queue.redis_keys import RedisKeys, priority_level
 from jobsched.queue.redis_scripts import MAINTAIN_STREAM, READ_DELIVERIES
 from jobsched.storage.base import Storage
@@ -211,7 +211,7 @@ class RedisStreamsQueue:
 
     # --- publishing --------------------------------------------------------------
 
-    async def publish(self, runs: Sequence[Run]) -> None:
+    async def publish(self, runs: Sequence[Deliverable]) -> None:
         if not runs:
             return
         streams = [self._keys.stream(run.queue, priority_level(run.priority)) for run in runs]

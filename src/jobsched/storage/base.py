@@ -21,6 +21,7 @@ from jobsched.core.models import (
     JobSpec,
     JobStatus,
     JsonObject,
+    OutboxRun,
     Page,
     Run,
     RunStatus,
@@ -186,14 +187,15 @@ class Storage(Protocol):
     async def mark_published(self, run_ids: Sequence[uuid.UUID]) -> None: ...
 
     async def publish_pending(
-        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+        self, limit: int, publish: Callable[[list[OutboxRun]], Awaitable[None]]
     ) -> int:
         """The outbox sweep: publish up to ``limit`` committed, unpublished, due runs.
 
         Runs ``queued``/``retrying`` with no ``published_at`` and ``not_before <= now``
-        are locked (SKIP LOCKED: replicas share the sweep), passed to ``publish``, and
-        marked published in the same transaction only if ``publish`` returned. Returns
-        how many were published.
+        are locked (SKIP LOCKED: replicas share the sweep), passed to ``publish``
+        (longest waiting first, each as no more than publishing needs), and marked
+        published in the same transaction only if ``publish`` returned. Returns how
+        many were published.
         """
 
     async def mark_waiting_unpublished(self) -> int:

@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 
-from jobsched.core.models import Run
-from jobsched.storage.rows import run_from_row
+from jobsched.core.models import OutboxRun
 from jobsched.storage.schema import runs
 from jobsched.storage.sql_base import CLAIMABLE_STATUS_VALUES, SQLStorageBase
 
@@ -33,10 +32,10 @@ class SQLOutbox(SQLStorageBase):
             )
 
     async def publish_pending(
-        self, limit: int, publish: Callable[[list[Run]], Awaitable[None]]
+        self, limit: int, publish: Callable[[list[OutboxRun]], Awaitable[None]]
     ) -> int:
-        pending = (
-            sa.select(runs)
+        due = (
+            sa.select(runs.c.id)
             .where(
                 runs.c.published_at.is_(None),
                 runs.c.status.in_(CLAIMABLE_STATUS_VALUES),
@@ -46,19 +45,30 @@ class SQLOutbox(SQLStorageBase):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._transaction() as connection:
-            batch = [run_from_row(row) for row in (await connection.execute(pending)).mappings()]
-            if not batch:
-                return 0
-            # Inside the transaction: the rows stay locked while the broker takes them,
-            # so replicas do not publish the same runs; if publish raises, nothing is marked.
-            await publish(batch)
-            await connection.execute(
-                sa.update(runs)
-                .where(runs.c.id.in_([run.id for run in batch]))
-                .values(published_at=self._now())
+        # One statement locks the due runs (SKIP LOCKED: replicas share the sweep),
+        # marks them and reads back only what publishing needs. The mark commits only
+        # once ``publish`` returned: until then the rows stay locked, and if it raises,
+        # the transaction rolls back and the runs stay unpublished.
+        marking = (
+            sa.update(runs)
+            .where(runs.c.id.in_(due))
+            .values(published_at=self._now())
+            .returning(
+                runs.c.id, runs.c.queue, runs.c.priority, runs.c.scheduled_for, runs.c.not_before
             )
-        return len(batch)
+        )
+        async with self._transaction() as connection:
+            # RETURNING has no order: publish the longest-waiting first, as selected.
+            rows = sorted(
+                (await connection.execute(marking)).all(),
+                key=lambda row: (row.not_before, row.id),
+            )
+            if not rows:
+                return 0
+            await publish(
+                [OutboxRun(row.id, row.queue, row.priority, row.scheduled_for) for row in rows]
+            )
+        return len(rows)
 
     async def mark_waiting_unpublished(self) -> int:
         statement = (
