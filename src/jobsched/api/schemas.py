@@ -206,6 +206,8 @@ class AttemptOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     result: Payload | None
+    # The handler's latest progress report, as of the worker's last heartbeat.
+    progress: Payload | None
 
     @classmethod
     def from_attempt(cls, attempt: Attempt) -> AttemptOut:
@@ -217,6 +219,7 @@ class AttemptOut(BaseModel):
             finished_at=attempt.finished_at,
             error=attempt.error,
             result=attempt.result,
+            progress=attempt.progress,
         )
 
 
@@ -267,12 +270,16 @@ class RunOut(BaseModel):
 
 
 class RunDetailOut(RunOut):
+    # The current attempt's progress: what a user watching a running run looks for.
+    progress: Payload | None
     attempts: list[AttemptOut]
 
     @classmethod
     def from_run_and_attempts(cls, run: Run, attempts: list[Attempt]) -> RunDetailOut:
+        current = next((attempt for attempt in attempts if attempt.attempt == run.attempt), None)
         return cls(
             **RunOut.from_run(run).model_dump(),
+            progress=None if current is None else current.progress,
             attempts=[AttemptOut.from_attempt(attempt) for attempt in attempts],
         )
 

@@ -216,6 +216,9 @@ class Attempt:
     finished_at: datetime | None
     error: str | None
     result: JsonObject | None
+    # The handler's latest report as of the worker's last heartbeat (None: none yet).
+    # Last, with a default, so that positional construction stays valid.
+    progress: JsonObject | None = None
 
 
 @dataclass(frozen=True, slots=True)

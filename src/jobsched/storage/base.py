@@ -9,7 +9,7 @@ cannot shorten or stretch a lease.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -235,15 +235,30 @@ class Storage(Protocol):
         """
 
     async def renew_leases(
-        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+        self,
+        worker_id: str,
+        held: Sequence[tuple[uuid.UUID, int]],
+        lease_seconds: float,
+        *,
+        progress: Mapping[tuple[uuid.UUID, int], JsonObject] | None = None,
     ) -> set[uuid.UUID]:
-        """Extend the leases ``worker_id`` still holds (fenced by attempt); return their ids."""
+        """Extend the leases ``worker_id`` still holds (fenced by attempt); return their ids.
+
+        ``progress`` holds the latest progress report of some of the ``held`` attempts
+        (those whose report changed since the last renewal). Each becomes its attempt's
+        ``progress`` in the same transaction, only if that lease was renewed: a stale
+        attempt, or a run another worker holds now, gets nothing. Without ``progress``
+        the renewal costs no more than before.
+        """
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         """Record attempt outcomes, each only if its worker still holds the run's lease.
 
         Returns, per outcome, whether it was accepted. A refused outcome (lease lost,
-        run rescued by another worker) changes nothing.
+        run rescued by another worker) changes nothing. An ended attempt keeps its
+        ``progress`` as the last renewal wrote it: a report made after the worker's last
+        heartbeat is not in it (the attempt's result holds it when the handler neither
+        returned nor set one).
         """
 
     async def release_runs(

@@ -109,6 +109,7 @@ def attempt_from_row(row: sa.RowMapping) -> Attempt:
         finished_at=row["finished_at"],
         error=row["error"],
         result=row["result"],
+        progress=row["progress"],
     )
 
 

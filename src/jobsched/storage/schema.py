@@ -171,6 +171,8 @@ attempts = sa.Table(
     sa.Column("finished_at", UTCDateTime(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Column("result", Json, nullable=True),
+    # The handler's latest progress report, written by the worker's lease renewals.
+    sa.Column("progress", Json, nullable=True),
     sa.UniqueConstraint("run_id", "attempt"),
 )
 

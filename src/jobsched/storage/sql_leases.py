@@ -1,24 +1,25 @@
 """Runs under a worker's lease, in SQL: claims, renewals, outcomes, releases, rescue.
 
 A claim makes a run ``running`` under a lease held by one worker and opens its
-attempt; the worker's heartbeats renew the lease; its outcome or its release at
-shutdown ends the attempt, each fenced by the lease (worker and attempt), so a
-worker that lost its lease changes nothing. A lease that expires is rescued: the
-attempt is lost and the run retried or dead by its policy. Renewals, outcomes and
-releases lock runs in id order, so they never deadlock one another.
+attempt; the worker's heartbeats renew the lease and store the handler's latest
+progress report in the attempt; its outcome or its release at shutdown ends the
+attempt, each fenced by the lease (worker and attempt), so a worker that lost its
+lease changes nothing. A lease that expires is rescued: the attempt is lost and the
+run retried or dead by its policy. Renewals, outcomes and releases lock runs in id
+order, so they never deadlock one another.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobsched.core.ids import new_id
-from jobsched.core.models import AttemptStatus, Run, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, Run, RunStatus
 from jobsched.storage import postgres_batches
 from jobsched.storage.base import AttemptOutcome, RescueReport
 from jobsched.storage.rows import run_from_row
@@ -121,7 +122,12 @@ class SQLLeases(SQLStorageBase):
         return _by_priority(claimed)
 
     async def renew_leases(
-        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+        self,
+        worker_id: str,
+        held: Sequence[tuple[uuid.UUID, int]],
+        lease_seconds: float,
+        *,
+        progress: Mapping[tuple[uuid.UUID, int], JsonObject] | None = None,
     ) -> set[uuid.UUID]:
         if not held:
             return set()
@@ -143,11 +149,13 @@ class SQLLeases(SQLStorageBase):
             sa.update(runs)
             .where(runs.c.id.in_(still_held))
             .values(lease_expires_at=self._now_plus(lease_seconds))
-            .returning(runs.c.id)
+            .returning(runs.c.id, runs.c.attempt)
         )
         async with self._transaction() as connection:
-            renewed = (await connection.execute(renew)).scalars().all()
-        return set(renewed)
+            renewed = {(row.id, row.attempt) for row in await connection.execute(renew)}
+            if progress:
+                await _write_progress(connection, progress, renewed)
+        return {run_id for run_id, _ in renewed}
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         if not outcomes:
@@ -291,6 +299,38 @@ class SQLLeases(SQLStorageBase):
                 bucket = report.dead if out_of_attempts else report.requeued
                 bucket.append(run_from_row(rescued.mappings().one()))
             return report
+
+
+async def _write_progress(
+    connection: AsyncConnection,
+    progress: Mapping[tuple[uuid.UUID, int], JsonObject],
+    renewed: set[tuple[uuid.UUID, int]],
+) -> None:
+    """Make each report its attempt's ``progress``, for the attempts just renewed only.
+
+    ``renewed`` holds the (run, attempt) pairs the renewal fenced by worker and
+    attempt: each is a running run's current attempt, so a running one. Their run
+    rows are locked by the renewal: whoever else writes these attempts (an
+    outcome, a cancellation, a rescue) locks the run first, so this update takes no
+    lock out of order.
+    """
+    # In run-id order, as finish_attempts writes attempts.
+    reports = [
+        {"run": run_id, "number": attempt, "report": progress[run_id, attempt]}
+        for run_id, attempt in sorted(progress)
+        if (run_id, attempt) in renewed
+    ]
+    if not reports:
+        return
+    await connection.execute(
+        sa.update(attempts)
+        .where(
+            attempts.c.run_id == sa.bindparam("run"),
+            attempts.c.attempt == sa.bindparam("number"),
+        )
+        .values(progress=sa.bindparam("report", type_=attempts.c.progress.type)),
+        reports,
+    )
 
 
 def _by_priority(claimed: list[Run]) -> list[Run]:

@@ -94,6 +94,10 @@ class AttemptState:
     def __init__(self, forward: ReportForwarder | None = None) -> None:
         self._lock = threading.Lock()
         self._progress: JsonObject | None = None
+        # Progress reports are numbered: the worker's heartbeat stores the latest one
+        # and notes its number, so that it sends a report once, or again if it failed.
+        self._progress_version = 0
+        self._progress_stored_version = 0
         self._result: JsonObject | None = None
         self._forward = forward
         self.handler_ended = Flag()
@@ -113,8 +117,21 @@ class AttemptState:
         checked = storable_json_object(progress, "progress")
         with self._lock:
             self._progress = checked
+            self._progress_version += 1
         if self._forward is not None:
             self._forward("progress", checked)
+
+    def unstored_progress(self) -> tuple[int, JsonObject] | None:
+        """The latest progress report with its version, unless that version is stored."""
+        with self._lock:
+            if self._progress is None or self._progress_version == self._progress_stored_version:
+                return None
+            return self._progress_version, self._progress
+
+    def progress_stored(self, version: int) -> None:
+        """Note that the report of ``version`` (from ``unstored_progress``) is stored."""
+        with self._lock:
+            self._progress_stored_version = max(self._progress_stored_version, version)
 
     def set_result(self, result: object) -> None:
         """Keep ``result`` as the attempt's result; ``UnstorableResultError`` if it cannot be."""
@@ -199,10 +216,12 @@ class RunContext:
     def report_progress(self, progress: JsonObject) -> Awaitable[None]:
         """Note how far the handler got (a JSON object of at most ``RESULT_BYTES_MAX``).
 
-        Only the latest report is kept; it becomes the attempt's result if the handler
-        neither returns nor sets one. Raises ``UnstorableResultError`` for a value that
-        cannot be recorded. Safe from any thread; the returned awaitable is already
-        complete, so an async handler awaits it and a sync one just calls this.
+        Only the latest report is kept: the worker's heartbeats store it in the attempt,
+        where the API shows it while the run runs, and it becomes the attempt's result
+        if the handler neither returns nor sets one. Raises ``UnstorableResultError``
+        for a value that cannot be recorded. Safe from any thread; the returned
+        awaitable is already complete, so an async handler awaits it and a sync one
+        just calls this.
         """
         self.state.set_progress(progress)
         return _COMPLETED

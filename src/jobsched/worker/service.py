@@ -48,7 +48,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from jobsched.config.settings import WorkerSettings
 from jobsched.core.errors import QueueError, StorageError
-from jobsched.core.models import AttemptStatus, RetryPolicy, Run, RunStatus
+from jobsched.core.models import AttemptStatus, JsonObject, RetryPolicy, Run, RunStatus
 from jobsched.core.retry import backoff_delay_seconds, decide_retry
 from jobsched.monitoring.metrics import (
     JOB_DURATION,
@@ -515,16 +515,23 @@ class Worker:
     async def renew_leases(self) -> bool:
         """Renew every held lease in one call; stop the runs whose lease was not renewed.
 
+        The call carries the progress reports not stored yet, so that the API shows a
+        running attempt's progress as of the last heartbeat. A report counts as stored
+        once a renewal of its lease succeeded; after a failed one it is sent again.
         Returns whether the renewal reached the database (True with nothing to renew).
         """
         held = list(self._in_flight.values())
         if not held:
             return True
+        unstored = _unstored_progress(held)
         asked_at = asyncio.get_running_loop().time()
         try:
             renewed = await asyncio.wait_for(
                 self._storage.renew_leases(
-                    self.worker_id, [entry.key for entry in held], self._settings.lease_seconds
+                    self.worker_id,
+                    [entry.key for entry in held],
+                    self._settings.lease_seconds,
+                    progress={key: report for key, (_, report) in unstored.items()},
                 ),
                 timeout=self._settings.lease_seconds,
             )
@@ -537,6 +544,8 @@ class Worker:
         for entry in held:
             if entry.run.id in renewed:
                 entry.lease_confirmed_at = max(entry.lease_confirmed_at, asked_at)
+                if entry.key in unstored:
+                    entry.context.state.progress_stored(unstored[entry.key][0])
             elif self._in_flight.get(entry.key) is entry and entry.stoppable:
                 dropped.append(entry)
         if dropped:
@@ -644,6 +653,18 @@ def _gil_switch_interval(seconds: float | None) -> Iterator[None]:
     finally:
         if sys.getswitchinterval() == seconds:
             sys.setswitchinterval(previous)
+
+
+def _unstored_progress(
+    entries: list[InFlight],
+) -> dict[tuple[uuid.UUID, int], tuple[int, JsonObject]]:
+    """Per run, its handler's latest progress report and that report's version, if unstored."""
+    unstored = {}
+    for entry in entries:
+        report = entry.context.state.unstored_progress()
+        if report is not None:
+            unstored[entry.key] = report
+    return unstored
 
 
 async def _wait_for_handlers_to_end(entries: list[InFlight], timeout_seconds: float) -> None:

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from jobsched.core.errors import StorageError
@@ -41,10 +41,15 @@ class RecordedRenewals(PassThroughStorage):
         self.renewal_times: list[float] = []
 
     async def renew_leases(
-        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+        self,
+        worker_id: str,
+        held: Sequence[tuple[uuid.UUID, int]],
+        lease_seconds: float,
+        *,
+        progress: Mapping[tuple[uuid.UUID, int], JsonObject] | None = None,
     ) -> set[uuid.UUID]:
         self.renewal_times.append(time.monotonic())
-        return await self._inner.renew_leases(worker_id, held, lease_seconds)
+        return await self._inner.renew_leases(worker_id, held, lease_seconds, progress=progress)
 
 
 async def test_cpu_bound_thread_handlers_do_not_delay_heartbeats(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
 import pytest
@@ -57,12 +57,17 @@ class RenewalsFail(PassThroughStorage):
         self.renewals_refused = 0
 
     async def renew_leases(
-        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+        self,
+        worker_id: str,
+        held: Sequence[tuple[uuid.UUID, int]],
+        lease_seconds: float,
+        *,
+        progress: Mapping[tuple[uuid.UUID, int], JsonObject] | None = None,
     ) -> set[uuid.UUID]:
         if self.failing:
             self.renewals_refused += 1
             raise StorageError("database unavailable: connection refused")
-        return await self._inner.renew_leases(worker_id, held, lease_seconds)
+        return await self._inner.renew_leases(worker_id, held, lease_seconds, progress=progress)
 
 
 async def test_run_whose_lease_cannot_be_renewed_is_abandoned_before_it_expires(

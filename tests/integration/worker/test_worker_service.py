@@ -7,7 +7,7 @@ import functools
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -411,7 +411,12 @@ class RenewalsThatExtendNothing(PassThroughStorage):
     """Real storage whose lease renewals report every lease renewed but extend none."""
 
     async def renew_leases(
-        self, worker_id: str, held: Sequence[tuple[uuid.UUID, int]], lease_seconds: float
+        self,
+        worker_id: str,
+        held: Sequence[tuple[uuid.UUID, int]],
+        lease_seconds: float,
+        *,
+        progress: Mapping[tuple[uuid.UUID, int], JsonObject] | None = None,
     ) -> set[uuid.UUID]:
         return {run_id for run_id, _ in held}
 
@@ -625,15 +630,14 @@ async def test_metrics_count_attempts_and_their_ends(
     await start_worker(registry)
     await wait_until(lambda: final_run(storage, ok_run.id))
     await wait_until(lambda: final_run(storage, dead_run.id))
+
     # A run is final in the database before its task has counted it and acked it:
     # once nothing is in progress, every count is in.
-    await wait_until(
-        lambda: (
-            metric_value("jobs_in_progress", **ok) == 0
-            and metric_value("jobs_in_progress", **dead) == 0
-            or None
-        )
-    )
+    def nothing_in_progress() -> bool | None:
+        counts = [metric_value("jobs_in_progress", **labels) for labels in (ok, dead)]
+        return counts == [0, 0] or None
+
+    await wait_until(nothing_in_progress)
 
     def increase(name: str, labels: dict[str, str]) -> float:
         return metric_value(name, **labels) - before[(name, labels["type"])]
