@@ -45,7 +45,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
-## bench: run the benchmarks in bench/ (~8 min, throw-away databases, Celery baseline in the same run); e.g. BENCH_ARGS="--window-seconds 30"
+## bench: run the benchmarks in bench/ (8-12 min, throw-away databases, Celery baseline in the same run); e.g. BENCH_ARGS="--window-seconds 30"
 bench: $(VENV)/.installed-bench services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
