@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.migrate import upgrade_to_head
@@ -60,7 +61,7 @@ def _postgres_url(database: str) -> str:
 
 def _admin(sql: str) -> None:
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]  # test-generated identifiers
+        connection.execute(sql)  # test-generated identifiers
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +105,12 @@ async def storage(database_url: str) -> AsyncIterator[SQLStorage]:
     store = SQLStorage.from_url(database_url)
     yield store
     await store.close()
+
+
+@pytest.fixture
+def sql(database_url: str) -> Iterator[sa.Engine]:
+    """A plain synchronous engine on the same database as ``storage``: to read rows, or
+    to change them behind the code under test's back (age a heartbeat, edit a job)."""
+    engine = sa.create_engine(parse_database_url(database_url).sync_url)
+    yield engine
+    engine.dispose()

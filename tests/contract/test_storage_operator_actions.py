@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobsched.core.errors import ConflictError, NotFoundError
-from jobsched.core.models import AttemptStatus, ConcurrencyPolicy, Run, RunStatus
+from jobsched.core.models import AttemptStatus, ConcurrencyPolicy, OutboxRun, Run, RunStatus
 from jobsched.storage.base import AttemptOutcome, Storage, WorkerInfo
 from jobsched.storage.schema import workers
 from tests.contract.storage_scenario import EPOCH, StorageScenario, fire_at
@@ -173,9 +173,9 @@ async def test_released_runs_go_through_the_outbox_again(
 ) -> None:
     run = await scenario.claimed_run(worker_id="worker-1")
     await storage.release_runs("worker-1", [(run.id, 1)])
-    published: list[Run] = []
+    published: list[OutboxRun] = []
 
-    async def publish(batch: list[Run]) -> None:
+    async def publish(batch: list[OutboxRun]) -> None:
         published.extend(batch)
 
     assert await storage.publish_pending(10, publish) == 1
@@ -339,9 +339,9 @@ async def test_a_retried_run_goes_through_the_outbox(
 ) -> None:
     run = await _run_in(RunStatus.DEAD, storage, scenario)
     await storage.retry_run(run.id)
-    published: list[Run] = []
+    published: list[OutboxRun] = []
 
-    async def publish(batch: list[Run]) -> None:
+    async def publish(batch: list[OutboxRun]) -> None:
         published.extend(batch)
 
     assert await storage.publish_pending(10, publish) == 1

@@ -15,7 +15,7 @@ import logging
 import types
 import typing
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,14 +94,6 @@ async def job_cache(key_prefix: str) -> AsyncIterator[RedisJobCache]:
 def app(storage: SQLStorage, queue: DatabaseQueue, job_cache: RedisJobCache) -> FastAPI:
     """Replaces the package's ``app``: the ``api`` client talks to an app with a cache."""
     return create_app(storage, queue, Settings(), cache=job_cache)
-
-
-@pytest.fixture
-def sql(database_url: str) -> Iterator[sa.Engine]:
-    """Plain SQL on the test's database, to change a row behind the API's back."""
-    engine = sa.create_engine(parse_database_url(database_url).sync_url)
-    yield engine
-    engine.dispose()
 
 
 @asynccontextmanager

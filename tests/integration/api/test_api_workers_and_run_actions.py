@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -13,13 +13,12 @@ import sqlalchemy as sa
 
 from jobsched.api import create_app
 from jobsched.config.settings import Settings, WorkerSettings
-from jobsched.core.models import AttemptStatus, ConcurrencyPolicy, Run, RunStatus
+from jobsched.core.models import AttemptStatus, ConcurrencyPolicy, OutboxRun, Run, RunStatus
 from jobsched.queue import RunQueue, create_queue
 from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.base import AttemptOutcome, WorkerInfo
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.schema import workers
-from jobsched.storage.urls import parse_database_url
 from tests.contract.storage_scenario import EPOCH, fire_at, job_spec
 from tests.integration.api.api_assertions import assert_no_runs, assert_problem
 from tests.integration.api.conftest import BASE_URL
@@ -38,14 +37,6 @@ WORKER_FIELDS = {
     "runs_in_progress",
     "status",
 }
-
-
-@pytest.fixture
-def sql(database_url: str) -> Iterator[sa.Engine]:
-    """Plain SQL on the API's database: to age a heartbeat without waiting for it."""
-    engine = sa.create_engine(parse_database_url(database_url).sync_url)
-    yield engine
-    engine.dispose()
 
 
 @asynccontextmanager
@@ -374,9 +365,9 @@ async def test_retry_with_the_broker_down_succeeds_and_leaves_the_run_to_the_out
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "queued"
     assert (await storage.get_run(dead.id)).published_at is None
-    published: list[Run] = []
+    published: list[OutboxRun] = []
 
-    async def publish(batch: list[Run]) -> None:
+    async def publish(batch: list[OutboxRun]) -> None:
         published.extend(batch)
 
     assert await storage.publish_pending(10, publish) == 1

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from jobsched.config.settings import WorkerSettings
@@ -22,7 +21,6 @@ from jobsched.core.models import JobSpec, JsonObject, RetryPolicy, Run, RunStatu
 from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
-from jobsched.storage.urls import parse_database_url
 from jobsched.worker.context import RunContext
 from jobsched.worker.registry import HandlerRegistry
 from jobsched.worker.service import Worker
@@ -185,11 +183,3 @@ async def start_worker(storage: SQLStorage) -> AsyncIterator[StartWorker]:
     for worker, task in running:
         await asyncio.wait_for(worker.stop(), timeout=30)
         await task
-
-
-@pytest.fixture
-def sql(database_url: str) -> Iterator[sa.Engine]:
-    """A plain synchronous engine on the same database as ``storage``, to meddle as others would."""
-    engine = sa.create_engine(parse_database_url(database_url).sync_url)
-    yield engine
-    engine.dispose()
