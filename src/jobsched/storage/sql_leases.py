@@ -131,20 +131,8 @@ class SQLLeases(SQLStorageBase):
     ) -> set[uuid.UUID]:
         if not held:
             return set()
-        # Rows are locked in id order, as finish_attempts locks them: the same worker's
-        # outcome writer updates some of these rows at this very moment, and two
-        # transactions locking rows in different orders deadlock.
-        still_held = (
-            sa.select(runs.c.id)
-            .where(
-                # Fenced in SQL: a stale attempt's heartbeat must not extend the current lease.
-                sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
-                runs.c.lease_owner == worker_id,
-                runs.c.status == RunStatus.RUNNING.value,
-            )
-            .order_by(runs.c.id)
-            .with_for_update()
-        )
+        # Fenced in SQL: a stale attempt's heartbeat must not extend the current lease.
+        still_held = _locked_while_held(worker_id, held)
         renew = (
             sa.update(runs)
             .where(runs.c.id.in_(still_held))
@@ -213,17 +201,7 @@ class SQLLeases(SQLStorageBase):
     ) -> list[Run]:
         if not held:
             return []
-        # Locked in id order, as renew_leases and finish_attempts lock them (no deadlock).
-        still_held = (
-            sa.select(runs.c.id)
-            .where(
-                sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
-                runs.c.lease_owner == worker_id,
-                runs.c.status == RunStatus.RUNNING.value,
-            )
-            .order_by(runs.c.id)
-            .with_for_update()
-        )
+        still_held = _locked_while_held(worker_id, held)
         counted_before = runs.c.attempt > 1
         release = (
             sa.update(runs)
@@ -330,6 +308,28 @@ async def _write_progress(
         )
         .values(progress=sa.bindparam("report", type_=attempts.c.progress.type)),
         reports,
+    )
+
+
+def _locked_while_held(
+    worker_id: str, held: Sequence[tuple[uuid.UUID, int]]
+) -> sa.Select[tuple[uuid.UUID]]:
+    """The ids of the runs of ``held`` (run, attempt) whose lease ``worker_id`` still holds.
+
+    Fenced by attempt: a stale attempt matches nothing. Rows are locked in id order by
+    every writer of a worker's runs (renewals, outcomes, releases): the same worker's
+    outcome writer updates some of these rows at the very moment its heartbeat renews
+    them, and two transactions locking rows in different orders deadlock.
+    """
+    return (
+        sa.select(runs.c.id)
+        .where(
+            sa.tuple_(runs.c.id, runs.c.attempt).in_(list(held)),
+            runs.c.lease_owner == worker_id,
+            runs.c.status == RunStatus.RUNNING.value,
+        )
+        .order_by(runs.c.id)
+        .with_for_update()
     )
 
 
