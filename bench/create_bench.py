@@ -211,22 +211,17 @@ def _send_from_threads(count: int, threads: int) -> None:
 
 
 def measure_celery(single_jobs: int, batch_jobs: int, clients: int) -> CreateResult:
-    client = celery_redis()
-    client.flushdb()
-    try:
+    with celery_redis() as client:
         celery_baseline.enqueue_noops(100)  # open the broker connections before timing
         client.flushdb()
         single = _timed(_send_from_threads, single_jobs, clients)
         client.flushdb()
         batch = _timed(celery_baseline.enqueue_noops, batch_jobs)
-        return CreateResult(
-            "redis",
-            CreatePhase("celery/redis", "single", single_jobs, *single, None),
-            CreatePhase("celery/redis", "batch", batch_jobs, *batch, None),
-        )
-    finally:
-        client.flushdb()
-        client.close()
+    return CreateResult(
+        "redis",
+        CreatePhase("celery/redis", "single", single_jobs, *single, None),
+        CreatePhase("celery/redis", "batch", batch_jobs, *batch, None),
+    )
 
 
 # --- report ------------------------------------------------------------------------

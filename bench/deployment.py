@@ -20,7 +20,8 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import aio_pika
@@ -193,12 +194,22 @@ def purge_broker(url: str, backend: str, namespace: str) -> None:
 # --- Celery --------------------------------------------------------------------------
 
 
-def celery_redis() -> redis.Redis:
-    """A client of the baseline's Redis database: 15, never jobsched's 0 (it gets flushed)."""
+@contextmanager
+def celery_redis() -> Iterator[redis.Redis]:
+    """A client of the baseline's Redis database, empty on the way in and on the way out.
+
+    That database is 15, never jobsched's 0: it is flushed.
+    """
     client = redis.Redis.from_url(celery_baseline.BROKER_URL)
     if client.connection_pool.connection_kwargs.get("db") != celery_baseline.BROKER_REDIS_DATABASE:
+        client.close()
         raise RuntimeError("the Celery baseline must use its own Redis database")
-    return client
+    try:
+        client.flushdb()
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def celery_worker_names(prefix: str, count: int) -> list[str]:

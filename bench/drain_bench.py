@@ -195,9 +195,7 @@ def _celery_seconds(timings: Sequence[bytes | str]) -> float:
 
 
 def measure_celery(count: int, pool: str, concurrency: int) -> DrainResult:
-    client = celery_redis()
-    client.flushdb()
-    try:
+    with celery_redis() as client:
         enqueue_seconds = celery_baseline.enqueue_noops(count, CELERY_DRAIN_QUEUE)
         logger.info("celery: %d tasks enqueued in %.1f s", count, enqueue_seconds)
         names = celery_worker_names("drain", WORKER_PROCESSES)
@@ -217,13 +215,8 @@ def measure_celery(count: int, pool: str, concurrency: int) -> DrainResult:
         finally:
             stop(processes)
         seconds = _celery_seconds(client.lrange(celery_baseline.TIMINGS_KEY, 0, -1))
-        rate = count / seconds
-        return DrainResult(
-            "celery/redis", count, seconds, rate, meter.usage(), meter.service_usage()
-        )
-    finally:
-        client.flushdb()
-        client.close()
+    rate = count / seconds
+    return DrainResult("celery/redis", count, seconds, rate, meter.usage(), meter.service_usage())
 
 
 # --- report ------------------------------------------------------------------------

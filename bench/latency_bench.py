@@ -237,27 +237,24 @@ def _celery_latencies(entries: Sequence[bytes | str]) -> list[float]:
 
 
 def measure_celery(count: int, interval_seconds: float, concurrency: int) -> LatencyResult:
-    client = celery_redis()
-    client.flushdb()
-    names = celery_worker_names("latency", WORKER_PROCESSES)
-    processes = start_celery_workers(names, "threads", concurrency, CELERY_QUEUE, "latency")
-    try:
-        wait_celery_ready(names, processes)
-        _on_a_grid(WARMUP_RUNS, WARMUP_INTERVAL_SECONDS, _send_record_start)
+    with celery_redis() as client:
+        names = celery_worker_names("latency", WORKER_PROCESSES)
+        processes = start_celery_workers(names, "threads", concurrency, CELERY_QUEUE, "latency")
+        try:
+            wait_celery_ready(names, processes)
+            _on_a_grid(WARMUP_RUNS, WARMUP_INTERVAL_SECONDS, _send_record_start)
 
-        def started() -> int:
-            return client.llen(celery_baseline.STARTS_KEY)
+            def started() -> int:
+                return client.llen(celery_baseline.STARTS_KEY)
 
-        wait_for(lambda: started() >= WARMUP_RUNS, processes, "warm-up tasks")
-        client.delete(celery_baseline.STARTS_KEY)
-        time.sleep(SETTLE_SECONDS)
-        requests = _on_a_grid(count, interval_seconds, _send_record_start)
-        wait_for(lambda: started() >= count, processes, "every task started")
-        latencies = _celery_latencies(client.lrange(celery_baseline.STARTS_KEY, 0, -1))
-    finally:
-        stop(processes)
-        client.flushdb()
-        client.close()
+            wait_for(lambda: started() >= WARMUP_RUNS, processes, "warm-up tasks")
+            client.delete(celery_baseline.STARTS_KEY)
+            time.sleep(SETTLE_SECONDS)
+            requests = _on_a_grid(count, interval_seconds, _send_record_start)
+            wait_for(lambda: started() >= count, processes, "every task started")
+            latencies = _celery_latencies(client.lrange(celery_baseline.STARTS_KEY, 0, -1))
+        finally:
+            stop(processes)
     return LatencyResult.from_samples("celery/redis", latencies, requests)
 
 
