@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 
+from jobsched.api.auth import Authenticator, Role, auth_enabled, require, required_role_of
 from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
 from jobsched.api.middleware import RequestAccountingMiddleware
 from jobsched.api.problems import install_problem_handlers
-from jobsched.api.routes import health, jobs, runs, schedules, workers
+from jobsched.api.routes import access, health, jobs, runs, schedules, workers
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
@@ -49,7 +56,16 @@ def create_app(
     ``on_jobs_changed`` is called after a job is created or rescheduled (standalone
     mode wakes its scheduler with it).
     """
-    app = FastAPI(title="jobsched", version=_version(), description=DESCRIPTION)
+    app = FastAPI(
+        title="jobsched",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    enabled = auth_enabled(settings.api.auth, settings.api.host)
+    app.state.authenticator = Authenticator(storage, settings.api.auth, enabled=enabled)
     app.state.services = Services(
         storage=storage,
         queue=queue,
@@ -60,6 +76,58 @@ def create_app(
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)
     app.add_middleware(RequestAccountingMiddleware)
-    for router in (jobs.router, runs.router, workers.router, schedules.router, health.router):
+    routers = (jobs.router, runs.router, workers.router, schedules.router, access.router)
+    for router in routers:
         app.include_router(router)
+    metrics_role = Role.READ if settings.api.auth.protect_metrics else None
+    app.include_router(health.router_for(metrics_role))
+    _serve_documentation(app)
     return app
+
+
+def _serve_documentation(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs``, behind the same auth as the API (role ``read``)."""
+    reader = [Depends(require(Role.READ))]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=reader)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(openapi_with_roles(app))
+
+    @app.get("/docs", include_in_schema=False, dependencies=reader)
+    async def documentation(request: Request) -> HTMLResponse:
+        del request
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="jobsched API")
+
+
+def _role_of(dependant: Dependant) -> Role | None:
+    for dependency in dependant.dependencies:
+        role = required_role_of(dependency.call) or _role_of(dependency)
+        if role is not None:
+            return role
+    return None
+
+
+def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, each operation naming the role it needs (``x-required-role``)."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        role = _role_of(route.dependant)
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format].get(method.lower())
+            if operation is None:
+                continue
+            if role is None:
+                operation["security"] = []
+                continue
+            operation["x-required-role"] = role.value
+            operation["description"] = (
+                operation.get("description", "") + f"\n\nRequires the `{role.value}` role."
+            ).strip()
+    app.openapi_schema = document
+    return document

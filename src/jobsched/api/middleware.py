@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,8 +24,29 @@ def route_template(scope: Scope) -> str:
     return UNMATCHED_ROUTE
 
 
+_REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID_LENGTH_MAX = 200
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` when it is a short printable ASCII string, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == _REQUEST_ID_HEADER:
+            try:
+                text = bytes(value).decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if 0 < len(text) <= _REQUEST_ID_LENGTH_MAX and text.isprintable():
+                return text
+            break
+    return uuid.uuid4().hex
+
+
 class RequestAccountingMiddleware:
     """Counts each answered request in ``api_requests_total`` by method, route and status.
+
+    It also gives each request its id (``X-Request-Id``, the client's or a new one),
+    answered in the same header and kept in audit rows.
 
     An exception no handler answered becomes a logged 500 problem here, before
     Starlette's server-error layer would re-raise it: the client learns nothing
@@ -39,12 +62,17 @@ class RequestAccountingMiddleware:
             return
         status_code = 500
         response_started = False
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_and_note(message: Message) -> None:
             nonlocal status_code, response_started
             if message["type"] == "http.response.start":
                 status_code = message["status"]
                 response_started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from jobsched.core.errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     JobschedError,
     NotFoundError,
+    PermissionDeniedError,
     StorageError,
 )
 
@@ -54,6 +56,8 @@ CONFLICT = ProblemKind("conflict", "The request conflicts with the current state
 STORAGE_UNAVAILABLE = ProblemKind("storage-unavailable", "The database is unavailable", 503)
 NOT_READY = ProblemKind("not-ready", "The service is not ready", 503)
 INTERNAL = ProblemKind("internal-error", "Internal server error", 500)
+UNAUTHENTICATED = ProblemKind("unauthenticated", "Authentication required", 401)
+FORBIDDEN = ProblemKind("forbidden", "The token's role does not allow this", 403)
 _HTTP_KINDS = {
     404: NOT_FOUND,
     405: ProblemKind("method-not-allowed", "Method not allowed", 405),
@@ -146,6 +150,8 @@ def jobsched_error_problem(error: JobschedError, instance: str) -> JSONResponse:
             instance=instance,
             errors=[FieldError(error.field, error.message)],
         )
+    if isinstance(error, AuthenticationError | PermissionDeniedError):
+        return access_problem(error, instance)
     if isinstance(error, StorageError):
         # The driver's message may name hosts and users: it goes to the log only.
         logger.warning("storage unavailable while serving %s: %s", instance, error)
@@ -172,6 +178,26 @@ async def _http_problem(request: Request, error: Exception) -> Response:
     detail = error.detail if isinstance(error.detail, str) and error.detail else phrase
     return problem_response(
         kind, detail=detail, instance=request.url.path, headers=dict(error.headers or {})
+    )
+
+
+def access_problem(
+    error: AuthenticationError | PermissionDeniedError, instance: str
+) -> JSONResponse:
+    """401 (with ``WWW-Authenticate``) for bad credentials, 403 for a role that falls short."""
+    if isinstance(error, AuthenticationError):
+        return problem_response(
+            UNAUTHENTICATED,
+            detail=error.reason,
+            instance=instance,
+            errors=[FieldError("Authorization", error.reason)],
+            headers={"WWW-Authenticate": 'Bearer realm="jobsched"'},
+        )
+    return problem_response(
+        FORBIDDEN,
+        detail=str(error),
+        instance=instance,
+        errors=[FieldError(error.field, error.message)],
     )
 
 

@@ -98,6 +98,12 @@ class JobBatchCreate(RequestModel):
     jobs: list[JobCreate] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
 
 
+class TriggerRequest(RequestModel):
+    """``POST /jobs/{id}/trigger`` (optional body): this run's payload instead of the job's."""
+
+    payload: Payload | None = None
+
+
 _NOT_NULLABLE_IN_PATCH = (
     "type",
     "timezone",

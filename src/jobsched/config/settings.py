@@ -73,10 +73,43 @@ class CacheSettings(Section):
     ttl_seconds: float = Field(default=10.0, gt=0)
 
 
+class ConfigToken(Section):
+    """An API token defined by configuration (a Kubernetes secret, say), not the database.
+
+    Give the SHA-256 of the token (``token_hash``, hex) or a file holding the token
+    itself (``token_file``, read at start). Such a token is revoked by removing it.
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["read", "operate", "write", "admin"]
+    queues: list[str] | None = Field(default=None, min_length=1)
+    token_hash: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ConfigToken:
+        if (self.token_hash is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token_hash and token_file")
+        return self
+
+
+class AuthSettings(Section):
+    # null: on unless the API listens on a loopback address only. false on any other
+    # address runs an open API on the network, with a warning at every start.
+    enabled: bool | None = None
+    tokens: list[ConfigToken] = Field(default_factory=list)
+    # How long one API process may keep a token lookup: a revocation takes effect
+    # everywhere within this bound. 0: look up on every request.
+    cache_seconds: float = Field(default=2.0, ge=0, le=10)
+    # /metrics asks for a token (role read) when true; /healthz and /readyz never do.
+    protect_metrics: bool = False
+
+
 class ApiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     page_size_max: int = Field(default=500, ge=1)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 class MetricsSettings(Section):
@@ -183,6 +216,8 @@ class RetentionSettings(Section):
     # Finished runs (and their attempts) older than this are deleted by the
     # scheduler that leads housekeeping, in batches of batch_size.
     days: float = Field(default=30.0, gt=0)
+    # Audit rows older than this are deleted the same way.
+    audit_days: float = Field(default=365.0, gt=0)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     interval_seconds: float = Field(default=60.0, gt=0)
 

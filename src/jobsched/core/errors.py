@@ -61,3 +61,24 @@ class QueueError(JobschedError):
 
 class HandlerError(JobschedError):
     """A handler cannot be found or registered."""
+
+
+class AuthenticationError(JobschedError):
+    """The request carries no usable credentials (missing, unknown, expired or revoked)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PermissionDeniedError(JobschedError):
+    """The caller is known, but may not do this; ``field`` names what it may not use."""
+
+    def __init__(self, message: str, field: str = "Authorization") -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+    @classmethod
+    def for_role(cls, needed: str, held: str) -> PermissionDeniedError:
+        return cls(f"this action needs the {needed} role; the token has {held}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from jobsched.core.access import ApiToken, AuditEntry, AuditRecord, Role
 from jobsched.core.models import (
     Attempt,
     AttemptStatus,
@@ -80,6 +81,18 @@ class JobFilter:
     type: str | None = None
     status: JobStatus | None = None
     queue: str | None = None
+    # The caller's queue scope: only jobs of these queues (None: every queue).
+    queues: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    action: str | None = None
+    target_kind: str | None = None
+    target_id: str | None = None
+    token_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 class Storage(Protocol):
@@ -99,19 +112,35 @@ class Storage(Protocol):
         """The database's clock (UTC); the scheduler's fire decisions use it."""
 
     # --- jobs -----------------------------------------------------------------
+    #
+    # Every method that changes something takes ``audit``: when given, its audit row
+    # (see ``core.access.AuditEntry``) is written in the change's own transaction, so
+    # there is no change without its row and no row for a change that failed. Methods
+    # that take ``queues`` act only on jobs or runs of those queues (None: any); one of
+    # another queue is a ``NotFoundError``, as if it did not exist.
 
     async def create_job(
-        self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
+        self,
+        spec: JobSpec,
+        *,
+        next_run_at: datetime | None,
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> Job:
         """Insert a job; ``ConflictError`` on a taken name, and nothing is written."""
 
     async def create_jobs(
-        self, planned: Sequence[tuple[JobSpec, datetime | None]], *, now: datetime
+        self,
+        planned: Sequence[tuple[JobSpec, datetime | None]],
+        *,
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> list[Job]:
         """Insert many jobs (spec, next_run_at) in one transaction: all or none.
 
         A name already taken is a ``ConflictError`` naming ``jobs.<index>.name``;
-        names repeated within the batch must be refused by the caller.
+        names repeated within the batch must be refused by the caller. ``audit`` is
+        written once per job created, each row naming its job.
         """
 
     async def get_job(self, job_id: uuid.UUID) -> Job:
@@ -122,8 +151,17 @@ class Storage(Protocol):
     ) -> Page[Job]:
         """Jobs in creation order; ``cursor`` is a ``next_cursor`` from an earlier page."""
 
-    async def update_job(self, job_id: uuid.UUID, edit: Callable[[Job], Job]) -> Job:
+    async def update_job(
+        self,
+        job_id: uuid.UUID,
+        edit: Callable[[Job], Job],
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Job:
         """Lock the job, apply ``edit`` and write every mutable field it returns, atomically.
+
+        The audit row names the fields the edit changed (none for a no-op edit).
 
         ``edit`` may raise (``InvalidInputError`` say); then nothing is written. The
         row lock keeps a scheduler from firing the job from its old definition meanwhile.
@@ -133,11 +171,27 @@ class Storage(Protocol):
         were read in. An edit that changes nothing writes the job as it was.
         """
 
-    async def delete_job(self, job_id: uuid.UUID) -> None:
+    async def delete_job(
+        self,
+        job_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
         """Delete the job with its runs and attempts; ``NotFoundError`` if absent."""
 
-    async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
+    async def trigger_job(
+        self,
+        job_id: uuid.UUID,
+        *,
+        published: bool,
+        payload: JsonObject | None = None,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         """Create a manual run of the job, due now (database clock).
+
+        ``payload`` replaces the job's payload for this run only.
 
         Never conflicts: manual runs are outside the fire-time key, so a trigger at the
         instant of another trigger or of a fire time is a run of its own.
@@ -156,6 +210,7 @@ class Storage(Protocol):
         status: RunStatus | None,
         limit: int,
         cursor: str | None,
+        queues: frozenset[str] | None = None,
     ) -> Page[Run]:
         """Runs newest fire time first."""
 
@@ -278,7 +333,13 @@ class Storage(Protocol):
 
     # --- operators ------------------------------------------------------------
 
-    async def cancel_run(self, run_id: uuid.UUID) -> Run:
+    async def cancel_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         """Cancel a run that has not finished; return it ``cancelled``.
 
         ``queued``/``retrying``: cancelled before any further attempt (a broker's
@@ -289,7 +350,13 @@ class Storage(Protocol):
         ``ConflictError("status")`` for a finished one, and nothing is written.
         """
 
-    async def retry_run(self, run_id: uuid.UUID) -> Run:
+    async def retry_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         """Queue a ``dead`` or ``cancelled`` run again, with a fresh attempt budget.
 
         The run becomes ``queued``, due now (``not_before``), unpublished (the caller or
@@ -335,3 +402,47 @@ class Storage(Protocol):
         ``heartbeat_at`` (a killed worker never stops). Live workers heartbeat, so
         they are never pruned by a time older than their heartbeat interval.
         """
+
+    # --- API tokens and the audit log ----------------------------------------------
+    #
+    # Audit rows are written only by the changes they record (the ``audit`` arguments
+    # above); this interface offers no way to edit or delete one but retention.
+
+    async def create_token(
+        self,
+        *,
+        name: str,
+        role: Role,
+        queues: tuple[str, ...] | None,
+        token_hash: str,
+        expires_at: datetime | None,
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> ApiToken:
+        """Store a token by its hash; ``ConflictError("name")`` if a live token has the name."""
+
+    async def find_token(self, token_hash: str) -> ApiToken | None:
+        """The token with this hash, revoked and expired ones included (the caller decides)."""
+
+    async def note_token_used(self, token_id: uuid.UUID, now: datetime) -> None:
+        """Set the token's ``last_used_at`` to ``now`` unless it is less than a minute old."""
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones included, oldest first."""
+
+    async def revoke_token(
+        self, name_or_id: str, *, now: datetime, audit: AuditEntry | None = None
+    ) -> ApiToken:
+        """Revoke the live token of that name or the token of that id (at once, for good).
+
+        ``NotFoundError`` if there is none; a token already revoked is returned as it
+        is, with no audit row.
+        """
+
+    async def list_audit(
+        self, audit_filter: AuditFilter, *, limit: int, cursor: str | None
+    ) -> Page[AuditRecord]:
+        """Audit rows newest first."""
+
+    async def prune_audit(self, before: datetime, batch_size: int) -> int:
+        """Retention: delete up to ``batch_size`` audit rows older than ``before``."""

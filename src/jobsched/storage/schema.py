@@ -192,3 +192,46 @@ workers = sa.Table(
     sa.Column("stopped_at", UTCDateTime(), nullable=True),
     sa.Column("runs_in_progress", sa.Integer(), nullable=False),
 )
+
+# API tokens: only the SHA-256 of each token is kept. A revoked token stays listed
+# (revoked_at) and frees its name for a new token.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("queues", Json, nullable=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Index(
+        "uq_api_tokens_live_name",
+        "name",
+        unique=True,
+        postgresql_where=sa.text("revoked_at IS NULL"),
+        sqlite_where=sa.text("revoked_at IS NULL"),
+    ),
+)
+
+# The audit log: one row per change made through the API, written in the change's
+# own transaction. Field names only, never values. Rows are never updated; only
+# retention deletes them.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("token_id", sa.Uuid(), nullable=True),
+    sa.Column("token_name", sa.String(200), nullable=False),
+    sa.Column("target_kind", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.String(200), nullable=True),
+    sa.Column("request_id", sa.String(200), nullable=True),
+    sa.Column("client_address", sa.String(200), nullable=True),
+    sa.Column("fields", Json, nullable=False),
+    sa.Index("ix_audit_events_at", "at"),
+    sa.Index("ix_audit_events_target", "target_kind", "target_id"),
+)

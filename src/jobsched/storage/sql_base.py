@@ -20,9 +20,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from jobsched.core.access import AuditEntry
 from jobsched.core.errors import InvalidInputError
+from jobsched.core.ids import new_id
 from jobsched.core.models import CLAIMABLE_RUN_STATUSES, AttemptStatus
-from jobsched.storage.schema import attempts
+from jobsched.storage.schema import attempts, audit_events
 
 CLAIMABLE_STATUS_VALUES = [status.value for status in CLAIMABLE_RUN_STATUSES]
 
@@ -74,6 +76,39 @@ class SQLStorageBase(ABC):
             .where(attempts.c.run_id == run_id, attempts.c.attempt == attempt)
             .values(status=status.value, finished_at=self._now(), error=error, result=result)
         )
+
+
+async def write_audit(
+    connection: AsyncConnection,
+    entry: AuditEntry | None,
+    now: sa.ColumnElement[datetime] | datetime,
+    *,
+    target_kind: str | None = None,
+    target_id: object = None,
+    fields: tuple[str, ...] | None = None,
+) -> None:
+    """Insert ``entry``'s audit row on ``connection``, inside the caller's transaction.
+
+    The keyword arguments fill in what only the change knows (a new job's id, the
+    fields an edit touched); ``entry``'s own values win where it has them.
+    """
+    if entry is None:
+        return
+    chosen_target = entry.target_id if entry.target_id is not None else target_id
+    await connection.execute(
+        sa.insert(audit_events).values(
+            id=new_id(),
+            at=now,
+            action=entry.action,
+            token_id=entry.actor.token_id,
+            token_name=entry.actor.name,
+            target_kind=entry.target_kind or target_kind or "",
+            target_id=None if chosen_target is None else str(chosen_target),
+            request_id=entry.request_id,
+            client_address=entry.client_address,
+            fields=list(entry.fields or fields or ()),
+        )
+    )
 
 
 def later_version(previous: datetime, proposed: datetime) -> datetime:

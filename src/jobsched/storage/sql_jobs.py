@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobsched.core.access import AuditEntry
 from jobsched.core.errors import ConflictError, NotFoundError
 from jobsched.core.ids import new_id
 from jobsched.core.models import Job, JobSpec, JobStatus, Page, Run, RunStatus, RunTrigger
@@ -18,22 +19,44 @@ from jobsched.storage.base import JobFilter
 from jobsched.storage.pagination import decode_cursor, encode_cursor
 from jobsched.storage.rows import job_from_row, job_values, run_from_row
 from jobsched.storage.schema import jobs, runs
-from jobsched.storage.sql_base import SQLStorageBase, later_version, uuid_from_cursor
+from jobsched.storage.sql_base import (
+    SQLStorageBase,
+    later_version,
+    uuid_from_cursor,
+    write_audit,
+)
+
+# Bookkeeping that changes with every edit; an audit row names the fields a user changed.
+_UNAUDITED_JOB_FIELDS = frozenset({"updated_at"})
 
 
 class SQLJobs(SQLStorageBase):
     """The jobs part of ``SQLStorage``."""
 
     async def create_job(
-        self, spec: JobSpec, *, next_run_at: datetime | None, now: datetime
+        self,
+        spec: JobSpec,
+        *,
+        next_run_at: datetime | None,
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> Job:
         job = _new_job(spec, next_run_at, now)
-        async with self._writing_name(job.name), self._single_statement() as connection:
+        if audit is None:
+            async with self._writing_name(job.name), self._single_statement() as connection:
+                await connection.execute(sa.insert(jobs).values(job_values(job)))
+            return job
+        async with self._writing_name(job.name), self._transaction() as connection:
             await connection.execute(sa.insert(jobs).values(job_values(job)))
+            await write_audit(connection, audit, now, target_kind="job", target_id=job.id)
         return job
 
     async def create_jobs(
-        self, planned: Sequence[tuple[JobSpec, datetime | None]], *, now: datetime
+        self,
+        planned: Sequence[tuple[JobSpec, datetime | None]],
+        *,
+        now: datetime,
+        audit: AuditEntry | None = None,
     ) -> list[Job]:
         created = [_new_job(spec, next_run_at, now) for spec, next_run_at in planned]
         if not created:
@@ -51,6 +74,8 @@ class SQLJobs(SQLStorageBase):
                         f"jobs.{position[name]}.name", f"a job named {name!r} already exists"
                     )
             await connection.execute(sa.insert(jobs), [job_values(job) for job in created])
+            for job in created:
+                await write_audit(connection, audit, now, target_kind="job", target_id=job.id)
         return created
 
     @asynccontextmanager
@@ -83,6 +108,8 @@ class SQLJobs(SQLStorageBase):
             query = query.where(jobs.c.status == job_filter.status.value)
         if job_filter.queue is not None:
             query = query.where(jobs.c.queue == job_filter.queue)
+        if job_filter.queues is not None:
+            query = query.where(jobs.c.queue.in_(sorted(job_filter.queues)))
         if cursor is not None:
             (after_id,) = decode_cursor(cursor, 1)
             query = query.where(jobs.c.id > uuid_from_cursor(after_id))
@@ -92,7 +119,14 @@ class SQLJobs(SQLStorageBase):
         next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
-    async def update_job(self, job_id: uuid.UUID, edit: Callable[[Job], Job]) -> Job:
+    async def update_job(
+        self,
+        job_id: uuid.UUID,
+        edit: Callable[[Job], Job],
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Job:
         async with self._transaction() as connection:
             row = (
                 (
@@ -103,7 +137,7 @@ class SQLJobs(SQLStorageBase):
                 .mappings()
                 .first()
             )
-            if row is None:
+            if row is None or (queues is not None and row["queue"] not in queues):
                 raise NotFoundError("job", job_id)
             current = job_from_row(row)
             updated = edit(current)
@@ -114,17 +148,41 @@ class SQLJobs(SQLStorageBase):
             del values["id"], values["created_at"]
             async with self._writing_name(updated.name):
                 await connection.execute(sa.update(jobs).where(jobs.c.id == job_id).values(values))
+            await write_audit(
+                connection,
+                audit,
+                updated.updated_at,
+                target_kind="job",
+                target_id=job_id,
+                fields=_changed_fields(current, updated),
+            )
         return updated
 
-    async def delete_job(self, job_id: uuid.UUID) -> None:
+    async def delete_job(
+        self,
+        job_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        statement = sa.delete(jobs).where(jobs.c.id == job_id)
+        if queues is not None:
+            statement = statement.where(jobs.c.queue.in_(sorted(queues)))
         async with self._transaction() as connection:
-            result = await connection.execute(
-                sa.delete(jobs).where(jobs.c.id == job_id).returning(jobs.c.id)
-            )
+            result = await connection.execute(statement.returning(jobs.c.id))
             if result.first() is None:
                 raise NotFoundError("job", job_id)
+            await write_audit(connection, audit, self._now(), target_kind="job", target_id=job_id)
 
-    async def trigger_job(self, job_id: uuid.UUID, *, published: bool) -> Run:
+    async def trigger_job(
+        self,
+        job_id: uuid.UUID,
+        *,
+        published: bool,
+        payload: dict[str, Any] | None = None,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         # One INSERT ... SELECT copying the job's fields, in autocommit: a trigger is on
         # the path from a request to a run's start, where each round trip shows. The
         # values are sql_firing._new_run_values' for a manual run, as SQL over the job's
@@ -137,7 +195,9 @@ class SQLJobs(SQLStorageBase):
             "job_type": jobs.c.type,
             "queue": jobs.c.queue,
             "priority": jobs.c.priority,
-            "payload": jobs.c.payload,
+            "payload": jobs.c.payload
+            if payload is None
+            else sa.literal(payload, jobs.c.payload.type),
             "timeout_seconds": jobs.c.timeout_seconds,
             "retry": jobs.c.retry,
             "scheduled_for": now,
@@ -150,12 +210,29 @@ class SQLJobs(SQLStorageBase):
             "updated_at": now,
         }
         copied = sa.select(*values.values()).where(jobs.c.id == job_id)
+        if queues is not None:
+            copied = copied.where(jobs.c.queue.in_(sorted(queues)))
         statement = sa.insert(runs).from_select(list(values), copied).returning(runs)
-        async with self._single_statement() as connection:
-            row = (await connection.execute(statement)).mappings().first()
+        if audit is None:
+            async with self._single_statement() as connection:
+                row = (await connection.execute(statement)).mappings().first()
+        else:
+            async with self._transaction() as connection:
+                row = (await connection.execute(statement)).mappings().first()
+                if row is not None:
+                    await write_audit(connection, audit, now, target_kind="job", target_id=job_id)
         if row is None:
             raise NotFoundError("job", job_id)
         return run_from_row(row)
+
+
+def _changed_fields(before: Job, after: Job) -> tuple[str, ...]:
+    return tuple(
+        item.name
+        for item in dataclasses.fields(Job)
+        if item.name not in _UNAUDITED_JOB_FIELDS
+        and getattr(before, item.name) != getattr(after, item.name)
+    )
 
 
 def _new_job(spec: JobSpec, next_run_at: datetime | None, now: datetime) -> Job:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobsched.core.access import AuditEntry
 from jobsched.core.errors import ConflictError, InvalidInputError, NotFoundError
 from jobsched.core.models import (
     FINAL_RUN_STATUSES,
@@ -21,7 +22,7 @@ from jobsched.core.models import (
 from jobsched.storage.pagination import decode_cursor, encode_cursor
 from jobsched.storage.rows import attempt_from_row, run_from_row
 from jobsched.storage.schema import attempts, runs
-from jobsched.storage.sql_base import SQLStorageBase, uuid_from_cursor
+from jobsched.storage.sql_base import SQLStorageBase, uuid_from_cursor, write_audit
 
 _FINAL = [status.value for status in FINAL_RUN_STATUSES]
 _CANCELLED_ERROR = "cancelled by request"
@@ -58,10 +59,13 @@ class SQLRuns(SQLStorageBase):
         status: RunStatus | None,
         limit: int,
         cursor: str | None,
+        queues: frozenset[str] | None = None,
     ) -> Page[Run]:
         query = (
             sa.select(runs).order_by(runs.c.scheduled_for.desc(), runs.c.id.desc()).limit(limit + 1)
         )
+        if queues is not None:
+            query = query.where(runs.c.queue.in_(sorted(queues)))
         if job_id is not None:
             query = query.where(runs.c.job_id == job_id)
         if status is not None:
@@ -95,17 +99,23 @@ class SQLRuns(SQLStorageBase):
     # --- operators ---------------------------------------------------------------
 
     async def _locked_run_row(
-        self, connection: AsyncConnection, run_id: uuid.UUID
+        self, connection: AsyncConnection, run_id: uuid.UUID, queues: frozenset[str] | None
     ) -> sa.RowMapping:
         query = sa.select(runs).where(runs.c.id == run_id).with_for_update()
         row = (await connection.execute(query)).mappings().first()
-        if row is None:
+        if row is None or (queues is not None and row["queue"] not in queues):
             raise NotFoundError("run", run_id)
         return row
 
-    async def cancel_run(self, run_id: uuid.UUID) -> Run:
+    async def cancel_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         async with self._transaction() as connection:
-            run = run_from_row(await self._locked_run_row(connection, run_id))
+            run = run_from_row(await self._locked_run_row(connection, run_id, queues))
             if run.status.is_final:
                 raise ConflictError(
                     "status",
@@ -134,11 +144,18 @@ class SQLRuns(SQLStorageBase):
                     error=_CANCELLED_ERROR,
                     result=None,
                 )
+            await write_audit(connection, audit, self._now(), target_kind="run", target_id=run_id)
             return run_from_row(cancelled.mappings().one())
 
-    async def retry_run(self, run_id: uuid.UUID) -> Run:
+    async def retry_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> Run:
         async with self._transaction() as connection:
-            row = await self._locked_run_row(connection, run_id)
+            row = await self._locked_run_row(connection, run_id, queues)
             status = RunStatus(row["status"])
             if status not in _RETRYABLE_RUN_STATUSES:
                 raise ConflictError(
@@ -160,6 +177,7 @@ class SQLRuns(SQLStorageBase):
                 )
                 .returning(runs)
             )
+            await write_audit(connection, audit, self._now(), target_kind="run", target_id=run_id)
             return run_from_row(retried.mappings().one())
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from jobsched.api.auth import Role, require
 from jobsched.api.dependencies import ServicesDependency
 from jobsched.api.problems import NOT_READY, FieldError, problem_response
 from jobsched.api.schemas import HealthOut, Problem
@@ -61,7 +62,22 @@ async def readyz(request: Request, services: ServicesDependency) -> Response | H
     return HealthOut()
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
     """This process's metrics in the Prometheus text format."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def router_for(metrics_role: Role | None) -> APIRouter:
+    """The operations routes; ``/metrics`` asks for ``metrics_role`` when one is given."""
+    operations = APIRouter(tags=["operations"])
+    operations.include_router(router)
+    dependencies = [Depends(require(metrics_role))] if metrics_role is not None else []
+    operations.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        dependencies=dependencies,
+    )
+    return operations

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from jobsched.api.auth import Role, require
 from jobsched.api.dependencies import ServicesDependency
 from jobsched.api.schemas import PROBLEM_RESPONSES, SchedulePreview
 from jobsched.core.errors import InvalidInputError, InvalidScheduleError
 from jobsched.schedules import parse_run_at, parse_schedule, preview_fire_times
 
-router = APIRouter(prefix="/schedules", tags=["schedules"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    prefix="/schedules",
+    tags=["schedules"],
+    responses=PROBLEM_RESPONSES,
+    dependencies=[Depends(require(Role.READ))],
+)
 
 PREVIEW_COUNT_MAX = 100
 

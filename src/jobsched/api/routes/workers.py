@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from jobsched.api.auth import Reader
 from jobsched.api.dependencies import ServicesDependency
 from jobsched.api.schemas import PROBLEM_RESPONSES, WorkerList, WorkerOut, WorkerStatus
 from jobsched.storage.base import WorkerRecord
@@ -30,6 +31,7 @@ def worker_status(record: WorkerRecord, now: datetime, silence_seconds: float) -
 
 @router.get("/workers", summary="List workers")
 async def list_workers(
+    principal: Reader,
     services: ServicesDependency,
     status: Annotated[
         WorkerStatus | None, Query(description="Only workers alive, or only those gone.")
@@ -42,5 +44,6 @@ async def list_workers(
     items = [
         WorkerOut.from_record(record, worker_status(record, now, silence_seconds))
         for record in records
+        if principal.queues is None or principal.queues.intersection(record.info.queues)
     ]
     return WorkerList(items=[item for item in items if status is None or item.status == status])
