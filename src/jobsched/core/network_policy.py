@@ -150,9 +150,9 @@ class NetworkPolicy:
         inner = embedded_ipv4(plain)
         for network in self.allowed_networks:
             for candidate in (plain, inner):
-                if candidate is not None and candidate.version == network.version:
-                    if candidate in network:
-                        return None
+                same_version = candidate is not None and candidate.version == network.version
+                if same_version and candidate in network:
+                    return None
         return Refusal(host=host, address=plain, category=category)
 
     def refusal_for_host(self, host: str) -> Refusal | None:
@@ -209,7 +209,7 @@ def parse_ip_literal(host: str) -> IPAddress | None:
 
 def _parse_inet_aton(text: str) -> ipaddress.IPv4Address | None:
     parts = text.split(".")
-    if not 1 <= len(parts) <= 4:  # noqa: PLR2004  # inet_aton reads at most four parts
+    if not 1 <= len(parts) <= 4:  # inet_aton reads at most four parts
         return None
     numbers = [_parse_inet_number(part) for part in parts]
     if any(number is None for number in numbers):

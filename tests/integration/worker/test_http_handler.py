@@ -27,6 +27,10 @@ async def http_server() -> AsyncIterator[LocalHttpServer]:
     await server.close()
 
 
+# The local server listens on loopback, which workers refuse unless told otherwise.
+LOOPBACK_ALLOWED = {"allowed_networks": ["127.0.0.0/8"]}
+
+
 def http_job(payload: dict[str, Any], **fields: Any) -> JobSpec:
     return job_spec("http", payload=payload, **fields)
 
@@ -37,7 +41,7 @@ async def test_2xx_succeeds_and_every_request_names_its_run(
     http_server.respond = lambda request: (200, b"hello")
     payload = {"url": http_server.url("/hook?token=abc"), "headers": {"X-Custom": "yes"}}
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.status is RunStatus.SUCCEEDED
@@ -59,7 +63,7 @@ async def test_json_body_is_sent_as_application_json(
     run = await create_due_run(
         storage, http_job({"url": http_server.url("/users"), "method": "post", "body": body})
     )
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.status is RunStatus.SUCCEEDED
@@ -79,7 +83,7 @@ async def test_string_body_is_sent_as_given(
         "body": "plain words",
     }
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     await wait_until(lambda: final_run(storage, run.id))
     (request,) = http_server.requests
@@ -92,7 +96,7 @@ async def test_recorded_response_body_is_bounded(
 ) -> None:
     http_server.respond = lambda request: (200, b"0123456789abcdefXYZ" * 1000)
     run = await create_due_run(storage, http_job({"url": http_server.url()}))
-    await start_worker(HandlerRegistry(), http_response_bytes_max=16)
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED, http_response_bytes_max=16)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.result == {"status_code": 200, "body": "0123456789abcdef"}
@@ -108,7 +112,7 @@ async def test_server_error_fails_the_attempt_and_is_retried(
 
     http_server.respond = first_fails
     run = await create_due_run(storage, http_job({"url": http_server.url("/hook?token=secret")}))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 2)
@@ -134,7 +138,7 @@ async def test_unreachable_server_fails_retryably(
         storage,
         http_job({"url": f"http://127.0.0.1:{port}/"}, retry=replace(FAST_RETRY, max_attempts=2)),
     )
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.DEAD, 2)
@@ -161,7 +165,7 @@ async def test_invalid_payload_ends_dead_without_retry(
     expected_error: str,
 ) -> None:
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.DEAD, 1)
@@ -197,7 +201,7 @@ async def test_which_statuses_are_retried(
     http_server.respond = first_fails
     payload = {"url": http_server.url("/hook"), **payload_extra}
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.attempt == expected_attempts
