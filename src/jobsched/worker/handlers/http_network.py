@@ -22,6 +22,7 @@ import asyncio
 import http.cookiejar
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import metadata
 
@@ -159,14 +160,19 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, with its connection pool connecting through ``network_backend``."""
 
-    def __init__(self, network_backend: httpcore.AsyncNetworkBackend) -> None:
+    def __init__(
+        self,
+        network_backend: httpcore.AsyncNetworkBackend,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__()
         # AsyncHTTPTransport takes no network backend; its request mapping and error
         # translation are worth keeping, so only its pool is replaced (httpx is
         # pinned, and the guard's tests fail if this stops taking effect).
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -183,11 +189,15 @@ def guarded_client(
     *,
     resolver: Resolver = system_resolver,
     connector: httpcore.AsyncNetworkBackend | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
-    """The client the ``http`` handler sends with (see the module doc)."""
+    """The client the ``http`` handler sends with (see the module doc).
+
+    ``ssl_context`` verifies servers' certificates (default: the certifi bundle).
+    """
     backend = GuardedNetworkBackend(policy, resolver=resolver, connector=connector)
     return httpx.AsyncClient(
-        transport=GuardedTransport(backend),
+        transport=GuardedTransport(backend, ssl_context=ssl_context),
         follow_redirects=False,
         cookies=_cookieless_jar(),
         headers={"User-Agent": USER_AGENT},
