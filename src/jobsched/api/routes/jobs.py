@@ -39,12 +39,12 @@ JobId = Annotated[uuid.UUID, Path(alias="id", description="The job's id (a UUID)
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create a job")
 async def create_job(body: JobCreate, services: ServicesDependency, response: Response) -> JobOut:
-    spec = spec_from_create(body, services.settings)
+    spec = spec_from_create(body, services.settings, services.payload_rules)
     now = await services.storage.now()
     job = await services.storage.create_job(spec, next_run_at=first_run_of(spec, now), now=now)
     services.on_jobs_changed()
     response.headers["Location"] = f"/jobs/{job.id}"
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, summary="Create many jobs at once")
@@ -56,12 +56,14 @@ async def create_jobs(body: JobBatchCreate, services: ServicesDependency) -> Job
     planned = [(spec, _batch_item_first_run(index, spec, now)) for index, spec in enumerate(specs)]
     created = await services.storage.create_jobs(planned, now=now)
     services.on_jobs_changed()
-    return JobBatch(items=[JobOut.from_job(job) for job in created])
+    return JobBatch(
+        items=[JobOut.from_job(job, services.payload_rules.redaction) for job in created]
+    )
 
 
 def _batch_item_spec(index: int, item: JobCreate, services: Services) -> JobSpec:
     try:
-        return spec_from_create(item, services.settings)
+        return spec_from_create(item, services.settings, services.payload_rules)
     except InvalidInputError as error:
         raise InvalidInputError(f"jobs.{index}.{error.field}", error.message) from error
 
@@ -98,7 +100,8 @@ async def list_jobs(
         JobFilter(type=type, status=status, queue=queue), limit=page.limit, cursor=page.cursor
     )
     return JobPage(
-        items=[JobOut.from_job(job) for job in found.items], next_cursor=found.next_cursor
+        items=[JobOut.from_job(job, services.payload_rules.redaction) for job in found.items],
+        next_cursor=found.next_cursor,
     )
 
 
@@ -107,12 +110,12 @@ async def get_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     """From the metadata cache when it holds the job; else from the database, then cached."""
     cached = await services.cache.get(job_id)
     if cached is not None:
-        return JobOut.from_job(cached)
+        return JobOut.from_job(cached, services.payload_rules.redaction)
     job = await services.storage.get_job(job_id)
     # A write that committed since the read above has stored a newer version: this
     # store is then refused, so the cache never goes back to the old one.
     await services.cache.store(job)
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.patch("/{id}", summary="Change a job")
@@ -120,10 +123,10 @@ async def patch_job(job_id: JobId, body: JobPatch, services: ServicesDependency)
     """Change the fields given; new timing recomputes ``next_run_at`` from now."""
     prevalidate_patch(body)
     now = await services.storage.now()
-    job = await services.storage.update_job(job_id, patch_edit(body, now))
+    job = await services.storage.update_job(job_id, patch_edit(body, now, services.payload_rules))
     await services.cache.store(job)
     services.on_jobs_changed()
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job")
@@ -150,7 +153,7 @@ async def pause_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     now = await services.storage.now()
     job = await services.storage.update_job(job_id, pause_edit(now))
     await services.cache.store(job)
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.post("/{id}/resume", summary="Resume a paused job")
@@ -160,4 +163,4 @@ async def resume_job(job_id: JobId, services: ServicesDependency) -> JobOut:
     job = await services.storage.update_job(job_id, resume_edit(now))
     await services.cache.store(job)
     services.on_jobs_changed()
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
