@@ -52,7 +52,7 @@ class LocalHttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            request = await _read_request(reader)
+            request = await read_request(reader)
             if request is None:
                 return
             self.requests.append(request)
@@ -73,7 +73,7 @@ class LocalHttpServer:
                 await writer.wait_closed()
 
 
-async def _read_request(reader: asyncio.StreamReader) -> ReceivedRequest | None:
+async def read_request(reader: asyncio.StreamReader) -> ReceivedRequest | None:
     request_line = await reader.readline()
     if not request_line:
         return None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -16,7 +18,11 @@ from jobsched.storage.database import SQLStorage
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker.conftest import FAST_RETRY, StartWorker, final_run, job_spec
-from tests.integration.worker.local_http_server import LocalHttpServer, ReceivedRequest
+from tests.integration.worker.local_http_server import (
+    LocalHttpServer,
+    ReceivedRequest,
+    read_request,
+)
 
 
 @pytest.fixture
@@ -213,3 +219,45 @@ async def test_which_statuses_are_retried(
         assert "(not retried: status not in retry_on_status)" in first.error
     else:
         assert done.status is RunStatus.SUCCEEDED
+
+
+async def test_a_run_handed_back_at_shutdown_is_sent_again_under_a_new_attempt_id(
+    storage: SQLStorage, start_worker: StartWorker
+) -> None:
+    """Same run, same attempt number, another execution: only the attempt id tells them apart."""
+    received: list[ReceivedRequest] = []
+    first_arrived = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is not None:
+            received.append(request)
+            if len(received) == 1:
+                first_arrived.set()
+                await reader.read()  # no answer: the worker gives up when it stops
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        run = await create_due_run(storage, http_job({"url": f"http://127.0.0.1:{port}/charge"}))
+        first = await start_worker(
+            HandlerRegistry(), http=LOOPBACK_ALLOWED, shutdown_grace_seconds=0.2
+        )
+        await asyncio.wait_for(first_arrived.wait(), timeout=10)
+        await asyncio.wait_for(first.stop(), timeout=10)
+        await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
+        done = await wait_until(lambda: final_run(storage, run.id))
+    finally:
+        server.close()
+    assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 1)
+    handed_back, executed = received
+    assert handed_back.headers["jobsched-attempt"] == executed.headers["jobsched-attempt"] == "1"
+    assert handed_back.headers["jobsched-run-id"] == executed.headers["jobsched-run-id"]
+    assert handed_back.headers["jobsched-attempt-id"] != executed.headers["jobsched-attempt-id"]
+    for request in received:
+        uuid.UUID(request.headers["jobsched-attempt-id"])
+        assert request.headers["user-agent"].startswith("jobsched/")
