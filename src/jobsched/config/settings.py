@@ -1,18 +1,24 @@
 """Settings: defaults, then a YAML file, then ``JOBSCHED_*`` environment variables.
 
-Environment variables name a section and a key joined by ``_``:
+Environment variables name a section and its keys joined by ``_``:
 ``JOBSCHED_DATABASE_URL`` is ``database.url``, ``JOBSCHED_WORKER_CONCURRENCY`` is
-``worker.concurrency`` and ``JOBSCHED_METRICS_PORT`` is ``metrics.port``.
+``worker.concurrency``, and nested sections go deeper the same way:
+``JOBSCHED_WORKER_SHELL_ENABLED`` is ``worker.shell.enabled`` and
+``JOBSCHED_JOBS_RETRY_MAX_ATTEMPTS`` is ``jobs.retry.max_attempts``. A list takes JSON
+(``["a", "b"]``) or comma-separated values (``a,b``); other structured values take JSON.
 ``config/config.yaml.example`` documents every setting.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -23,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -230,13 +237,11 @@ class LoggingSettings(Section):
     format: Literal["text", "json"] = "text"
 
 
+ENV_PREFIX = "JOBSCHED_"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="JOBSCHED_",
-        env_nested_delimiter="_",
-        env_nested_max_split=1,
-        extra="forbid",
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
@@ -259,7 +264,91 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file (given as init values), which beats the defaults.
-        return (env_settings, init_settings)
+        return (EnvironmentSource(settings_cls, os.environ), init_settings)
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """``JOBSCHED_<SECTION>_<KEY>[_<SUBKEY>...]`` variables as nested setting values.
+
+    Field names contain ``_`` too, so a variable is matched against the model's own
+    field names, level by level: a whole remaining name that is a field is that field,
+    otherwise the longest nested section whose name starts it. Variables whose first
+    word names no section (``JOBSCHED_CONFIG``, the client's ``JOBSCHED_URL``) are not
+    settings; an unknown key inside a known section is kept, so that validation names
+    it (``api.bogus``) instead of silently ignoring a typo.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # Unused: __call__ reads every variable at once.
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for variable, raw in self._environ.items():
+            if not variable.upper().startswith(ENV_PREFIX):
+                continue
+            name = variable[len(ENV_PREFIX) :].lower()
+            path = _field_path(self.settings_cls, name)
+            if path is None:
+                continue
+            keys, field = path
+            target = values
+            for key in keys[:-1]:
+                target = target.setdefault(key, {})
+            target[keys[-1]] = _environment_value(raw, field)
+        return values
+
+
+def _field_path(
+    model: type[BaseModel], name: str, depth: int = 0
+) -> tuple[list[str], FieldInfo | None] | None:
+    fields = model.model_fields
+    if name in fields:
+        return [name], fields[name]
+    for field_name in sorted(fields, key=len, reverse=True):
+        nested = _model_of(fields[field_name].annotation)
+        if nested is not None and name.startswith(field_name + "_"):
+            rest = _field_path(nested, name[len(field_name) + 1 :], depth + 1)
+            if rest is not None:
+                return [field_name, *rest[0]], rest[1]
+    if depth == 0:
+        return None
+    # Inside a known section: keep the unknown key so that validation names it.
+    return [name], None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _annotation_parts(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _environment_value(raw: str, field: FieldInfo | None) -> Any:
+    parts = _annotation_parts(field.annotation) if field is not None else ()
+    text = raw.strip()
+    if type(None) in parts and text.lower() in {"", "null", "none"}:
+        return None
+    structured = [part for part in parts if get_origin(part) in (list, dict) or _model_of(part)]
+    if not structured:
+        return raw
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw  # validation reports the value as invalid
+    if any(get_origin(part) is list for part in structured):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return raw
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

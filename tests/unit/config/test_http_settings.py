@@ -59,3 +59,11 @@ def test_standalone_admits_loopback_unless_told_otherwise() -> None:
     assert not admitted.admits(ipaddress.ip_address("10.0.0.1"))
     chosen = Settings(worker={"http": {"allowed_networks": []}})
     assert standalone_settings(chosen).worker.http.allowed_networks == []
+
+
+def test_allowed_networks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBSCHED_WORKER_HTTP_ALLOWED_NETWORKS", "10.20.0.0/16,127.0.0.0/8")
+    monkeypatch.setenv("JOBSCHED_WORKER_HTTP_ENV_ALLOWLIST", "BILLING_API_TOKEN")
+    http = load_settings().worker.http
+    assert http.allowed_networks == ["10.20.0.0/16", "127.0.0.0/8"]
+    assert http.env_allowlist == ["BILLING_API_TOKEN"]

@@ -280,3 +280,59 @@ def test_a_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigurationError, match="mapping"):
         load_settings(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "path", "expected"),
+    [
+        ("JOBSCHED_WORKER_SHELL_ENABLED", "true", ("worker", "shell", "enabled"), True),
+        ("JOBSCHED_JOBS_RETRY_MAX_ATTEMPTS", "7", ("jobs", "retry", "max_attempts"), 7),
+        (
+            "JOBSCHED_WORKER_SHELL_ENV_ALLOWLIST",
+            "PATH, HOME",
+            ("worker", "shell", "env_allowlist"),
+            ["PATH", "HOME"],
+        ),
+        ("JOBSCHED_WORKER_QUEUES", "default", ("worker", "queues"), ["default"]),
+        ("JOBSCHED_WORKER_QUEUES", "a,b", ("worker", "queues"), ["a", "b"]),
+        ("JOBSCHED_WORKER_QUEUES", '["a", "b"]', ("worker", "queues"), ["a", "b"]),
+        ("JOBSCHED_JOBS_TIMEOUT_SECONDS", "null", ("jobs", "timeout_seconds"), None),
+        (
+            "JOBSCHED_WORKER_HTTP_RESPONSE_BYTES_MAX",
+            "10",
+            ("worker", "http_response_bytes_max"),
+            10,
+        ),
+    ],
+)
+def test_nested_and_list_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    path: tuple[str, ...],
+    expected: object,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    found: object = load_settings()
+    for key in path:
+        found = getattr(found, key)
+    assert found == expected
+
+
+def test_an_unknown_nested_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBSCHED_WORKER_SHELL_ENABLD", "true")
+
+    with pytest.raises(ConfigurationError, match=r"worker\.shell\.enabld"):
+        load_settings()
+
+
+def test_a_nested_variable_overrides_only_its_key_of_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("jobs:\n  retry:\n    max_attempts: 4\n    backoff: fixed\n")
+    monkeypatch.setenv("JOBSCHED_JOBS_RETRY_MAX_ATTEMPTS", "9")
+
+    retry = load_settings(path).jobs.retry
+    assert (retry.max_attempts, retry.backoff) == (9, "fixed")
