@@ -108,7 +108,11 @@ def test_separate_processes_on_postgres(
     backend: str, empty_postgres_url: str, broker_namespace: str, tmp_path: Path
 ) -> None:
     api_port, scheduler_metrics, worker_metrics = free_port(), free_port(), free_port()
+    # The hook listens on loopback, which api and worker processes refuse by default.
+    config = tmp_path / "config.yaml"
+    config.write_text("worker:\n  http:\n    allowed_networks: [127.0.0.0/8]\n")
     env = {
+        "JOBSCHED_CONFIG": str(config),
         "JOBSCHED_DATABASE_URL": empty_postgres_url,
         "JOBSCHED_QUEUE_URL": BACKEND_URLS[backend] or "",
         "JOBSCHED_QUEUE_NAMESPACE": broker_namespace,
@@ -186,6 +190,8 @@ def test_standalone_on_sqlite(tmp_path: Path) -> None:
         exit_code = standalone.stop()
     assert exit_code == 0, standalone.log()
     assert (tmp_path / "data" / "jobsched.db").exists()
+    # The hook it called is on loopback, which standalone admits, and says so.
+    assert "standalone: http jobs may call loopback addresses" in standalone.log()
 
 
 def _one_time_job_run(api: str, body: dict[str, object]) -> dict[str, object]:

@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from jobsched.api.auth import Authenticator, Role, auth_enabled, require, required_role_of
 from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
+from jobsched.api.job_changes import PayloadRules
 from jobsched.api.middleware import RequestAccountingMiddleware
 from jobsched.api.problems import install_problem_handlers
 from jobsched.api.routes import access, health, jobs, runs, schedules, workers
@@ -72,6 +73,7 @@ def create_app(
         settings=settings,
         cache=cache or NullJobCache(),
         on_jobs_changed=on_jobs_changed or (lambda: None),
+        payload_rules=PayloadRules.from_settings(settings),
     )
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)

@@ -9,8 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from jobsched.api.cache import JobCache, NullJobCache
+from jobsched.api.job_changes import PayloadRules
 from jobsched.config.settings import Settings
 from jobsched.core.errors import InvalidInputError
+from jobsched.core.network_policy import NetworkPolicy
+from jobsched.core.redaction import DEFAULT_REDACTION
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
 
@@ -26,6 +29,11 @@ class Services:
     # Called after a job is created or its timing changes: wakes an in-process
     # scheduler (standalone on SQLite, which has no NOTIFY). A no-op by default.
     on_jobs_changed: Callable[[], None] = field(default=lambda: None)
+    # From settings.worker.http (create_app); by default, nothing private and the
+    # default redaction.
+    payload_rules: PayloadRules = field(
+        default_factory=lambda: PayloadRules(NetworkPolicy(), DEFAULT_REDACTION)
+    )
 
 
 # The dependencies are ``async def`` though they never await: FastAPI runs a plain

@@ -11,11 +11,14 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from jobsched.api.http_targets import HTTP_JOB_TYPE, check_http_target
 from jobsched.api.schemas import JobCreate, JobPatch
 from jobsched.config.settings import Settings
 from jobsched.core.errors import ConflictError, InvalidInputError
-from jobsched.core.models import Job, JobSpec, JobStatus
+from jobsched.core.models import Job, JobSpec, JobStatus, JsonObject
+from jobsched.core.network_policy import NetworkPolicy
 from jobsched.core.planning import first_fire_time
+from jobsched.core.redaction import HeaderRedaction, restore_redacted
 from jobsched.schedules import parse_run_at, parse_schedule, parse_timezone
 
 # Any aware instant does to check an expression: ``@every`` needs an anchor to parse,
@@ -54,8 +57,27 @@ def validated_timing(schedule: str | None, timezone: str, run_at_text: str | Non
     return Timing(schedule=schedule, timezone=timezone, run_at=run_at)
 
 
-def spec_from_create(request: JobCreate, settings: Settings) -> JobSpec:
+@dataclasses.dataclass(frozen=True, slots=True)
+class PayloadRules:
+    """What the API's config says of payloads: where http jobs may go, what is secret."""
+
+    network_policy: NetworkPolicy
+    redaction: HeaderRedaction
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayloadRules:
+        http = settings.worker.http
+        return cls(http.network_policy(), HeaderRedaction.from_pattern(http.redact_header_pattern))
+
+    def check(self, job_type: str, payload: JsonObject) -> None:
+        """Refuse a payload its handler is sure to refuse (``InvalidInputError``)."""
+        if job_type == HTTP_JOB_TYPE:
+            check_http_target(payload, self.network_policy)
+
+
+def spec_from_create(request: JobCreate, settings: Settings, rules: PayloadRules) -> JobSpec:
     """The job a ``POST /jobs`` asks for, with the configured defaults filled in."""
+    rules.check(request.type, request.payload)
     timing = validated_timing(request.schedule, request.timezone, request.run_at)
     defaults = settings.jobs
     retry = defaults.retry.policy()
@@ -147,8 +169,12 @@ _PATCHABLE_AS_GIVEN = (
 )
 
 
-def patch_edit(patch: JobPatch, now: datetime) -> Callable[[Job], Job]:
-    """The edit ``PATCH /jobs/{id}`` applies to the locked job (see ``Storage.update_job``)."""
+def patch_edit(patch: JobPatch, now: datetime, rules: PayloadRules) -> Callable[[Job], Job]:
+    """The edit ``PATCH /jobs/{id}`` applies to the locked job (see ``Storage.update_job``).
+
+    A redacted header sent back as ``"***"`` keeps its stored value; a payload or
+    type change is checked against ``rules``.
+    """
 
     def edit(job: Job) -> Job:
         given = patch.model_fields_set
@@ -164,6 +190,12 @@ def patch_edit(patch: JobPatch, now: datetime) -> Callable[[Job], Job]:
                 changes[field] = getattr(patch, field)
         if patch.retry is not None:
             changes["retry"] = patch.retry.applied_to(job.retry)
+        if patch.payload is not None:
+            changes["payload"] = restore_redacted(patch.payload, job.payload, rules.redaction)
+        if "payload" in given or "type" in given:
+            payload = changes.get("payload", job.payload)
+            assert isinstance(payload, dict)
+            rules.check(patch.type or job.type, payload)
         return dataclasses.replace(job, **changes)  # type: ignore[arg-type]  # checked by JobPatch
 
     return edit

@@ -27,6 +27,7 @@ from jobsched.core.models import (
     RunStatus,
     RunTrigger,
 )
+from jobsched.core.redaction import DEFAULT_REDACTION, HeaderRedaction, redact_headers
 from jobsched.storage.base import WorkerRecord
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
@@ -180,7 +181,8 @@ class JobOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def from_job(cls, job: Job) -> JobOut:
+    def from_job(cls, job: Job, redaction: HeaderRedaction = DEFAULT_REDACTION) -> JobOut:
+        """The job as answered: secret header values in its payload shown as ``"***"``."""
         return cls(
             id=job.id,
             name=job.name,
@@ -188,7 +190,7 @@ class JobOut(BaseModel):
             schedule=job.schedule,
             timezone=job.timezone,
             run_at=job.run_at,
-            payload=job.payload,
+            payload=redact_headers(job.payload, redaction),
             queue=job.queue,
             priority=job.priority,
             timeout_seconds=job.timeout_seconds,

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from typing import Protocol
 
 from jobsched.config.settings import Settings
+from jobsched.core.network_policy import LOOPBACK_NETWORKS
 from jobsched.monitoring.server import metrics_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
@@ -147,10 +148,32 @@ async def serve_worker(settings: Settings) -> None:
             await run_until_signalled([worker])
 
 
+def standalone_settings(settings: Settings) -> Settings:
+    """``settings`` with loopback admitted for http jobs, unless they say what is admitted.
+
+    A standalone process is a laptop's or a demo's, calling hooks on the same machine
+    (the README's first example does); ``api`` and ``worker`` admit nothing private
+    unless ``worker.http.allowed_networks`` says so.
+    """
+    http = settings.worker.http
+    if http.allowed_networks is not None:
+        return settings
+    http = http.model_copy(update={"allowed_networks": list(LOOPBACK_NETWORKS)})
+    worker = settings.worker.model_copy(update={"http": http})
+    return settings.model_copy(update={"worker": worker})
+
+
 async def serve_standalone(settings: Settings) -> None:
     """API, scheduler and worker in one process; the schema is migrated first."""
     from jobsched.cli.http_service import api_server  # noqa: PLC0415 - see http_service
 
+    if settings.worker.http.allowed_networks is None:
+        logger.info(
+            "standalone: http jobs may call loopback addresses (%s), which api and worker "
+            "processes refuse; set worker.http.allowed_networks to choose what is admitted",
+            ", ".join(LOOPBACK_NETWORKS),
+        )
+    settings = standalone_settings(settings)
     upgrade_to_head(parse_database_url(settings.database.url))
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import types
 from collections.abc import Mapping
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,7 +38,9 @@ from pydantic_settings import (
 
 from jobsched.core.errors import ConfigurationError
 from jobsched.core.models import RetryPolicy
+from jobsched.core.network_policy import NetworkPolicy, parse_network
 from jobsched.core.planning import MisfireLimits
+from jobsched.core.redaction import DEFAULT_REDACT_HEADER_PATTERN
 
 DEFAULT_SQLITE_URL = "sqlite:///./data/jobsched.db"
 
@@ -155,6 +165,40 @@ class ShellSettings(Section):
     output_bytes_max: int = Field(default=8192, ge=0, le=1_048_576)
 
 
+class HttpSettings(Section):
+    """The ``http`` handler's guard and secrets (see README, Security)."""
+
+    # CIDRs the handler may reach although they are loopback, private, link-local or
+    # otherwise refused by default. None: nothing refused is admitted, except that
+    # `jobsched standalone` admits loopback (127.0.0.0/8, ::1).
+    allowed_networks: list[str] | None = None
+    # Environment variables a header may take its value from ({"from_env": NAME}).
+    env_allowlist: list[str] = Field(default_factory=list)
+    # Header names (case-insensitive, whole name) whose values are shown as "***",
+    # besides Authorization, Proxy-Authorization, Cookie and X-Api-Key.
+    redact_header_pattern: str = DEFAULT_REDACT_HEADER_PATTERN
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for cidr in value:
+                parse_network(cidr)
+        return value
+
+    @field_validator("redact_header_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"is not a regular expression: {error}") from error
+        return value
+
+    def network_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.from_cidrs(self.allowed_networks or ())
+
+
 class WorkerSettings(Section):
     id: str | None = None
     concurrency: int = Field(default=10, ge=1, le=10_000)
@@ -173,6 +217,7 @@ class WorkerSettings(Section):
     # milliseconds. Process-wide; null leaves Python's setting alone.
     gil_switch_interval_seconds: float | None = Field(default=0.001, gt=0, le=0.1)
     shell: ShellSettings = Field(default_factory=ShellSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @model_validator(mode="after")
     def _lease_outlasts_heartbeats(self) -> WorkerSettings:

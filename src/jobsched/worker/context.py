@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from jobsched.core.ids import new_id
 from jobsched.core.models import JsonObject, Run
+from jobsched.core.redaction import DEFAULT_REDACTION, HeaderRedaction
 from jobsched.worker.errors import UnstorableResultError
 
 if TYPE_CHECKING:
@@ -34,11 +36,17 @@ class WorkerResources:
     """Resources one worker creates at start, shares with every handler and closes at stop.
 
     ``shell`` is the ``shell`` handler's configuration (None outside a worker).
+    ``http_client`` connects only where ``worker.http.allowed_networks`` lets it
+    (``jobsched.worker.handlers.http_network``).
     """
 
     http_client: httpx.AsyncClient
     http_response_bytes_max: int
     shell: ShellSettings | None = None
+    # Environment variables an ``http`` header may take its value from.
+    http_env_allowlist: frozenset[str] = frozenset()
+    # Headers not carried to another origin when a redirect is followed.
+    http_redaction: HeaderRedaction = DEFAULT_REDACTION
 
 
 # Guards the creation of a ``Flag``'s event, which is rare (a thread waiting on it).
@@ -165,6 +173,10 @@ class RunContext:
     runs in a thread that cannot be stopped from outside, so a long one should check
     ``is_cancelled()`` now and then and return early.
 
+    ``attempt_id`` tells this execution apart from every other, even one of the same
+    run and attempt number (a run handed back at shutdown is executed again with the
+    same ``attempt``).
+
     ``report_progress`` and ``set_result`` give the attempt a result besides the
     handler's return value (see ``AttemptState.recorded_result``): a failed or
     timed-out attempt then shows how far it got.
@@ -178,6 +190,9 @@ class RunContext:
     queue: str
     timeout_seconds: float | None
     resources: WorkerResources | None = None
+    # Unique to this execution: a run handed back at shutdown runs again under the
+    # same attempt number, but never under the same attempt id.
+    attempt_id: uuid.UUID = field(default_factory=new_id)
     cancelled: Flag = field(default_factory=Flag)
     state: AttemptState = field(default_factory=AttemptState, repr=False, compare=False)
     # Made on first use: most handlers never log.

@@ -76,6 +76,7 @@ class ChildCall:
     queue: str
     timeout_seconds: float | None
     log_level: int
+    attempt_id: uuid.UUID
 
 
 def preload_in_children(module_names: Sequence[str]) -> None:
@@ -143,6 +144,7 @@ def _child_call(
         queue=context.queue,
         timeout_seconds=context.timeout_seconds,
         log_level=context.logger.logger.getEffectiveLevel(),
+        attempt_id=context.attempt_id,
     )
 
 
@@ -301,6 +303,7 @@ def child_main(call: ChildCall, results: Connection, worker_alive: Connection) -
         type=call.type,
         queue=call.queue,
         timeout_seconds=call.timeout_seconds,
+        attempt_id=call.attempt_id,
         state=AttemptState(forward=to_worker.send),
     )
     to_worker.send("ending", _call_handler(call, context))

@@ -43,12 +43,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import httpx
+import httpcore
 from prometheus_client import Counter, Gauge, Histogram
 
 from jobsched.config.settings import WorkerSettings
 from jobsched.core.errors import QueueError, StorageError
 from jobsched.core.models import AttemptStatus, JsonObject, RetryPolicy, Run, RunStatus
+from jobsched.core.redaction import HeaderRedaction
 from jobsched.core.retry import backoff_delay_seconds, decide_retry
 from jobsched.monitoring.metrics import (
     JOB_DURATION,
@@ -70,6 +71,7 @@ from jobsched.queue.base import RunQueue
 from jobsched.storage.base import AttemptOutcome, Storage, WorkerInfo
 from jobsched.worker.context import RunContext, WorkerResources
 from jobsched.worker.execution import CANCEL_GRACE_SECONDS, HandlerEnding, run_handler
+from jobsched.worker.handlers.http_network import Resolver, guarded_client, system_resolver
 from jobsched.worker.handlers.shell import shell_handler
 from jobsched.worker.inflight import InFlight, StopReason
 from jobsched.worker.isolation import preload_in_children
@@ -96,6 +98,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _reachable_networks(allowed_networks: list[str] | None) -> str:
+    if not allowed_networks:
+        return "public addresses only (worker.http.allowed_networks admits no other)"
+    return f"public addresses and {', '.join(allowed_networks)} (worker.http.allowed_networks)"
+
+
 class Worker:
     """Executes runs from ``queue`` with the handlers of ``registry`` until stopped.
 
@@ -103,6 +111,9 @@ class Worker:
     such runs have no limit). ``clock`` (aware UTC) dates retries; lease times come
     from the database. ``poll_interval_seconds`` is how long one claim waits for work.
     With ``settings.shell.enabled`` the ``shell`` handler is registered on ``registry``.
+    The ``http`` handler's client finds addresses with ``http_resolver`` and connects
+    through ``http_connector`` (httpcore's own backend by default), only where
+    ``settings.http.allowed_networks`` lets it (``handlers.http_network``).
     """
 
     def __init__(
@@ -115,6 +126,8 @@ class Worker:
         default_timeout_seconds: float | None,
         clock: Callable[[], datetime] = utc_now,
         poll_interval_seconds: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        http_resolver: Resolver = system_resolver,
+        http_connector: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self._storage = storage
         self._queue = queue
@@ -123,6 +136,8 @@ class Worker:
         self._default_timeout_seconds = default_timeout_seconds
         self._clock = clock
         self._poll_interval_seconds = poll_interval_seconds
+        self._http_resolver = http_resolver
+        self._http_connector = http_connector
         self.worker_id = settings.resolved_id()
         self._in_flight: dict[tuple[uuid.UUID, int], InFlight] = {}
         # Runs whose handler has returned and whose outcome is being written.
@@ -160,6 +175,11 @@ class Worker:
             ",".join(self._settings.queues),
             self._settings.concurrency,
             ",".join(self._registry.type_names()),
+        )
+        logger.info(
+            "worker %s: http jobs may reach %s",
+            self.worker_id,
+            _reachable_networks(self._settings.http.allowed_networks),
         )
         isolated_modules = self._registry.process_isolated_modules()
         if isolated_modules:
@@ -201,9 +221,17 @@ class Worker:
 
     @asynccontextmanager
     async def _shared_resources(self) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(follow_redirects=True) as client:
+        http = self._settings.http
+        client = guarded_client(
+            http.network_policy(), resolver=self._http_resolver, connector=self._http_connector
+        )
+        async with client:
             self._resources = WorkerResources(
-                client, self._settings.http_response_bytes_max, shell=self._settings.shell
+                client,
+                self._settings.http_response_bytes_max,
+                shell=self._settings.shell,
+                http_env_allowlist=frozenset(http.env_allowlist),
+                http_redaction=HeaderRedaction.from_pattern(http.redact_header_pattern),
             )
             try:
                 yield

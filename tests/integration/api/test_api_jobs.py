@@ -57,7 +57,7 @@ async def test_create_stores_every_given_field(api: httpx.AsyncClient, storage: 
         "type": "http",
         "schedule": "30 9 * * 1-5",
         "timezone": "Europe/Berlin",
-        "payload": {"url": "http://127.0.0.1:9/hook", "nested": {"list": [1, 2]}},
+        "payload": {"url": "http://hooks.example.com:9/hook", "nested": {"list": [1, 2]}},
         "queue": "reports",
         "priority": -7,
         "timeout_seconds": 12.5,

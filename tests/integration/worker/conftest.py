@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpcore
 import pytest
 from prometheus_client import REGISTRY
 
@@ -22,6 +23,7 @@ from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.worker.context import RunContext
+from jobsched.worker.handlers.http_network import Resolver, system_resolver
 from jobsched.worker.registry import HandlerRegistry
 from jobsched.worker.service import Worker
 
@@ -147,6 +149,8 @@ class StartWorker(Protocol):
         *,
         storage: Storage | None = None,
         default_timeout_seconds: float | None = None,
+        http_resolver: Resolver = system_resolver,
+        http_connector: httpcore.AsyncNetworkBackend | None = None,
         **settings: Any,
     ) -> Awaitable[Worker]: ...
 
@@ -161,6 +165,8 @@ async def start_worker(storage: SQLStorage) -> AsyncIterator[StartWorker]:
         *,
         storage: Storage | None = None,
         default_timeout_seconds: float | None = None,
+        http_resolver: Resolver = system_resolver,
+        http_connector: httpcore.AsyncNetworkBackend | None = None,
         **settings: Any,
     ) -> Worker:
         store: Storage = storage or default_storage
@@ -174,6 +180,8 @@ async def start_worker(storage: SQLStorage) -> AsyncIterator[StartWorker]:
             worker_settings,
             default_timeout_seconds=default_timeout_seconds,
             poll_interval_seconds=0.05,
+            http_resolver=http_resolver,
+            http_connector=http_connector,
         )
         running.append((worker, asyncio.create_task(worker.run())))
         return worker

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -16,7 +18,11 @@ from jobsched.storage.database import SQLStorage
 from jobsched.worker.registry import HandlerRegistry
 from tests.helpers import create_due_run, wait_until
 from tests.integration.worker.conftest import FAST_RETRY, StartWorker, final_run, job_spec
-from tests.integration.worker.local_http_server import LocalHttpServer, ReceivedRequest
+from tests.integration.worker.local_http_server import (
+    LocalHttpServer,
+    ReceivedRequest,
+    read_request,
+)
 
 
 @pytest.fixture
@@ -25,6 +31,10 @@ async def http_server() -> AsyncIterator[LocalHttpServer]:
     await server.start()
     yield server
     await server.close()
+
+
+# The local server listens on loopback, which workers refuse unless told otherwise.
+LOOPBACK_ALLOWED = {"allowed_networks": ["127.0.0.0/8"]}
 
 
 def http_job(payload: dict[str, Any], **fields: Any) -> JobSpec:
@@ -37,7 +47,7 @@ async def test_2xx_succeeds_and_every_request_names_its_run(
     http_server.respond = lambda request: (200, b"hello")
     payload = {"url": http_server.url("/hook?token=abc"), "headers": {"X-Custom": "yes"}}
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.status is RunStatus.SUCCEEDED
@@ -59,7 +69,7 @@ async def test_json_body_is_sent_as_application_json(
     run = await create_due_run(
         storage, http_job({"url": http_server.url("/users"), "method": "post", "body": body})
     )
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.status is RunStatus.SUCCEEDED
@@ -79,7 +89,7 @@ async def test_string_body_is_sent_as_given(
         "body": "plain words",
     }
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     await wait_until(lambda: final_run(storage, run.id))
     (request,) = http_server.requests
@@ -92,7 +102,7 @@ async def test_recorded_response_body_is_bounded(
 ) -> None:
     http_server.respond = lambda request: (200, b"0123456789abcdefXYZ" * 1000)
     run = await create_due_run(storage, http_job({"url": http_server.url()}))
-    await start_worker(HandlerRegistry(), http_response_bytes_max=16)
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED, http_response_bytes_max=16)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.result == {"status_code": 200, "body": "0123456789abcdef"}
@@ -108,7 +118,7 @@ async def test_server_error_fails_the_attempt_and_is_retried(
 
     http_server.respond = first_fails
     run = await create_due_run(storage, http_job({"url": http_server.url("/hook?token=secret")}))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 2)
@@ -134,7 +144,7 @@ async def test_unreachable_server_fails_retryably(
         storage,
         http_job({"url": f"http://127.0.0.1:{port}/"}, retry=replace(FAST_RETRY, max_attempts=2)),
     )
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.DEAD, 2)
@@ -161,7 +171,7 @@ async def test_invalid_payload_ends_dead_without_retry(
     expected_error: str,
 ) -> None:
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert (done.status, done.attempt) == (RunStatus.DEAD, 1)
@@ -197,7 +207,7 @@ async def test_which_statuses_are_retried(
     http_server.respond = first_fails
     payload = {"url": http_server.url("/hook"), **payload_extra}
     run = await create_due_run(storage, http_job(payload))
-    await start_worker(HandlerRegistry())
+    await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
 
     done = await wait_until(lambda: final_run(storage, run.id))
     assert done.attempt == expected_attempts
@@ -209,3 +219,45 @@ async def test_which_statuses_are_retried(
         assert "(not retried: status not in retry_on_status)" in first.error
     else:
         assert done.status is RunStatus.SUCCEEDED
+
+
+async def test_a_run_handed_back_at_shutdown_is_sent_again_under_a_new_attempt_id(
+    storage: SQLStorage, start_worker: StartWorker
+) -> None:
+    """Same run, same attempt number, another execution: only the attempt id tells them apart."""
+    received: list[ReceivedRequest] = []
+    first_arrived = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await read_request(reader)
+        if request is not None:
+            received.append(request)
+            if len(received) == 1:
+                first_arrived.set()
+                await reader.read()  # no answer: the worker gives up when it stops
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        run = await create_due_run(storage, http_job({"url": f"http://127.0.0.1:{port}/charge"}))
+        first = await start_worker(
+            HandlerRegistry(), http=LOOPBACK_ALLOWED, shutdown_grace_seconds=0.2
+        )
+        await asyncio.wait_for(first_arrived.wait(), timeout=10)
+        await asyncio.wait_for(first.stop(), timeout=10)
+        await start_worker(HandlerRegistry(), http=LOOPBACK_ALLOWED)
+        done = await wait_until(lambda: final_run(storage, run.id))
+    finally:
+        server.close()
+    assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 1)
+    handed_back, executed = received
+    assert handed_back.headers["jobsched-attempt"] == executed.headers["jobsched-attempt"] == "1"
+    assert handed_back.headers["jobsched-run-id"] == executed.headers["jobsched-run-id"]
+    assert handed_back.headers["jobsched-attempt-id"] != executed.headers["jobsched-attempt-id"]
+    for request in received:
+        uuid.UUID(request.headers["jobsched-attempt-id"])
+        assert request.headers["user-agent"].startswith("jobsched/")

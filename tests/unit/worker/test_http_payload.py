@@ -108,22 +108,79 @@ def test_rfc3339_utc(moment: datetime, expected: str) -> None:
     assert format_rfc3339_utc(moment) == expected
 
 
-def test_jobsched_headers_name_the_attempt() -> None:
-    run_id = uuid.uuid4()
-    context = RunContext(
+def _context(run_id: uuid.UUID, attempt: int) -> RunContext:
+    return RunContext(
         run_id=run_id,
         job_id=uuid.uuid4(),
-        attempt=2,
+        attempt=attempt,
         scheduled_for=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
         type="http",
         queue="default",
         timeout_seconds=None,
     )
+
+
+def test_jobsched_headers_name_the_attempt() -> None:
+    run_id = uuid.uuid4()
+    context = _context(run_id, 2)
     assert jobsched_headers(context) == {
         "Jobsched-Run-Id": str(run_id),
         "Jobsched-Attempt": "2",
+        "Jobsched-Attempt-Id": str(context.attempt_id),
         "Jobsched-Scheduled-For": "2026-11-27T03:00:00Z",
     }
+
+
+def test_each_execution_of_one_attempt_has_its_own_attempt_id() -> None:
+    run_id = uuid.uuid4()
+    # A run handed back at shutdown is executed again under the same attempt number.
+    first, again = _context(run_id, 1), _context(run_id, 1)
+    first_headers, again_headers = jobsched_headers(first), jobsched_headers(again)
+    assert first_headers["Jobsched-Attempt"] == again_headers["Jobsched-Attempt"]
+    assert first_headers["Jobsched-Attempt-Id"] != again_headers["Jobsched-Attempt-Id"]
+
+
+def test_a_header_takes_an_allowed_variable_from_the_environment() -> None:
+    request = parse_http_payload(
+        {"url": "http://e.com", "headers": {"Authorization": {"from_env": "BILLING_TOKEN"}}},
+        default_timeout_seconds=30,
+        env_allowlist={"BILLING_TOKEN"},
+        environment={"BILLING_TOKEN": "Bearer s3cret", "OTHER": "x"},
+    )
+    assert request.headers == {"Authorization": "Bearer s3cret"}
+    assert "s3cret" not in repr(request)  # a spec that reaches a log shows no secret
+
+
+@pytest.mark.parametrize(
+    ("reference", "allowlist", "environment", "message"),
+    [
+        ({"from_env": "HOME"}, set(), {"HOME": "/r"}, "HOME is not in worker.http.env_allowlist"),
+        ({"from_env": "TOKEN"}, {"TOKEN"}, {}, "TOKEN is not set in this worker's environment"),
+        ({"from_env": ""}, {""}, {"": "x"}, "must name a variable"),
+        ({"from_env": 5}, set(), {}, "must name a variable"),
+        ({"from_env": "T", "default": "x"}, {"T"}, {"T": "x"}, "must be a string or"),
+        ({"from_env": "T"}, {"T"}, {"T": "a\nB: c"}, "line breaks"),
+    ],
+)
+def test_bad_environment_references_are_refused(
+    reference: object, allowlist: set[str], environment: dict[str, str], message: str
+) -> None:
+    with pytest.raises(InvalidPayloadError, match=message) as raised:
+        parse_http_payload(
+            {"url": "http://e.com", "headers": {"X-Token": reference}},
+            default_timeout_seconds=30,
+            env_allowlist=allowlist,
+            environment=environment,
+        )
+    assert raised.value.field.startswith("headers.X-Token")
+
+
+def test_follow_redirects_is_off_unless_asked() -> None:
+    assert parse({"url": "http://e.com"}).follow_redirects is False
+    assert parse({"url": "http://e.com", "follow_redirects": True}).follow_redirects is True
+    with pytest.raises(InvalidPayloadError) as raised:
+        parse({"url": "http://e.com", "follow_redirects": "yes"})
+    assert raised.value.field == "follow_redirects"
 
 
 @pytest.mark.parametrize(

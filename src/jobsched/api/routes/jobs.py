@@ -86,7 +86,7 @@ async def create_job(
     services: ServicesDependency,
     response: Response,
 ) -> JobOut:
-    spec = spec_from_create(body, services.settings)
+    spec = spec_from_create(body, services.settings, services.payload_rules)
     check_job_allowed(principal, services, job_type=spec.type, queue=spec.queue)
     now = await services.storage.now()
     audit = audit_entry(request, principal, "job.created", fields=_given_fields(body))
@@ -95,7 +95,7 @@ async def create_job(
     )
     services.on_jobs_changed()
     response.headers["Location"] = f"/jobs/{job.id}"
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 def _given_fields(body: JobCreate) -> tuple[str, ...]:
@@ -118,12 +118,14 @@ async def create_jobs(
     audit = audit_entry(request, principal, "job.created", fields=("batch",))
     created = await services.storage.create_jobs(planned, now=now, audit=audit)
     services.on_jobs_changed()
-    return JobBatch(items=[JobOut.from_job(job) for job in created])
+    return JobBatch(
+        items=[JobOut.from_job(job, services.payload_rules.redaction) for job in created]
+    )
 
 
 def _batch_item_spec(index: int, item: JobCreate, services: Services) -> JobSpec:
     try:
-        return spec_from_create(item, services.settings)
+        return spec_from_create(item, services.settings, services.payload_rules)
     except InvalidInputError as error:
         raise InvalidInputError(f"jobs.{index}.{error.field}", error.message) from error
 
@@ -161,7 +163,8 @@ async def list_jobs(
     job_filter = JobFilter(type=type, status=status, queue=queue, queues=principal.queues)
     found = await services.storage.list_jobs(job_filter, limit=page.limit, cursor=page.cursor)
     return JobPage(
-        items=[JobOut.from_job(job) for job in found.items], next_cursor=found.next_cursor
+        items=[JobOut.from_job(job, services.payload_rules.redaction) for job in found.items],
+        next_cursor=found.next_cursor,
     )
 
 
@@ -181,7 +184,8 @@ async def visible_job(services: Services, principal: Principal, job_id: uuid.UUI
 @router.get("/{id}", summary="Get a job")
 async def get_job(job_id: JobId, principal: Reader, services: ServicesDependency) -> JobOut:
     """From the metadata cache when it holds the job; else from the database, then cached."""
-    return JobOut.from_job(await visible_job(services, principal, job_id))
+    job = await visible_job(services, principal, job_id)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 def _guarded(
@@ -209,13 +213,13 @@ async def patch_job(
     now = await services.storage.now()
     job = await services.storage.update_job(
         job_id,
-        _guarded(patch_edit(body, now), principal, services),
+        _guarded(patch_edit(body, now, services.payload_rules), principal, services),
         queues=principal.queues,
         audit=audit_entry(request, principal, "job.updated"),
     )
     await services.cache.store(job)
     services.on_jobs_changed()
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a job")
@@ -271,7 +275,7 @@ async def pause_job(
         audit=audit_entry(request, principal, "job.paused"),
     )
     await services.cache.store(job)
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 @router.post("/{id}/resume", summary="Resume a paused job")
@@ -288,4 +292,4 @@ async def resume_job(
     )
     await services.cache.store(job)
     services.on_jobs_changed()
-    return JobOut.from_job(job)
+    return JobOut.from_job(job, services.payload_rules.redaction)
