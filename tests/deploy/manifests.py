@@ -117,9 +117,11 @@ def custom_resource_schema(api_version: str, kind: str) -> dict[str, Any]:
     assert served, f"the vendored CRD of {kind} serves no version {version}"
     schema: dict[str, Any] = served[0]["schema"]["openAPIV3Schema"]
     for node in _schema_nodes(schema):
-        if "properties" in node and "additionalProperties" not in node:
-            if not node.get("x-kubernetes-preserve-unknown-fields"):
-                node["additionalProperties"] = False
+        open_ended = "additionalProperties" in node or node.get(
+            "x-kubernetes-preserve-unknown-fields"
+        )
+        if "properties" in node and not open_ended:
+            node["additionalProperties"] = False
     # apiVersion and kind are declared as plain strings; pin them.
     schema["properties"]["apiVersion"] = {"const": api_version}
     schema["properties"]["kind"] = {"const": kind}
