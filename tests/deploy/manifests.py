@@ -34,6 +34,8 @@ CUSTOM_RESOURCE_DEFINITIONS = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda.sh_scaledobjects.yaml",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS
     / "monitoring.coreos.com_servicemonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): SCHEMAS
+    / "monitoring.coreos.com_prometheusrules.yaml",
 }
 
 Resource = dict[str, Any]
