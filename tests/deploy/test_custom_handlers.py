@@ -58,7 +58,7 @@ def test_a_worker_with_the_image_settings_registers_the_example_handler(
         "report": "daily-sales",
         "rows": 0,
     }
-    unknown = sys.modules["acme_handlers"].UnknownReport("x")
+    unknown = sys.modules["acme_handlers"].UnknownReportError("x")
     assert not default_registry.options("acme.report").is_retryable(unknown)
 
 

@@ -11,17 +11,17 @@ from typing import Any
 import jobsched
 
 
-class UnknownReport(Exception):
+class UnknownReportError(Exception):
     """Retrying cannot help: the run ends dead at once."""
 
 
 REPORTS = {"daily-sales", "weekly-signups"}
 
 
-@jobsched.handler("acme.report", no_retry_on=(UnknownReport,))
+@jobsched.handler("acme.report", no_retry_on=(UnknownReportError,))
 async def build_report(payload: dict[str, Any], context: Any) -> dict[str, Any]:
     name = payload.get("report")
     if name not in REPORTS:
-        raise UnknownReport(f"no report named {name!r}; known: {sorted(REPORTS)}")
+        raise UnknownReportError(f"no report named {name!r}; known: {sorted(REPORTS)}")
     context.logger.info("building report %s", name)
     return {"report": name, "rows": 0}
