@@ -16,6 +16,7 @@ WORKDIR /home/jobsched
 ENV JOBSCHED_CONFIG=/etc/jobsched/config.yaml \
     JOBSCHED_API_HOST=0.0.0.0 \
     JOBSCHED_METRICS_HOST=0.0.0.0
-EXPOSE 8080 9100
+# API; scheduler metrics and health; worker metrics and health (deploy/kubernetes, docker-compose.yml)
+EXPOSE 8080 9100 9101
 ENTRYPOINT ["jobsched"]
 CMD ["standalone"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck services migrate bench clean
+.PHONY: run test lint typecheck services tools migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(VENV)/.installed
 services:
 	bash scripts/ensure-services.sh
 
+## tools: make sure promtool and chromium are installed (from Debian's packages when missing)
+tools:
+	bash scripts/ensure-tools.sh
+
 ## migrate: create or upgrade the schema of $$JOBSCHED_DATABASE_URL
 migrate: $(VENV)/.installed
 	bash scripts/migrate.sh
@@ -38,7 +42,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 ## test: lint, type-check and run the whole suite against the real services
-test: $(VENV)/.installed-dev services lint typecheck
+test: $(VENV)/.installed-dev services tools lint typecheck
 	$(BIN)/pytest
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -91,3 +91,25 @@ CACHE_WRITE_ERRORS = Counter(
     "Cache stores and invalidations that failed; the entry may be stale until its TTL ends.",
     ("operation",),
 )
+
+# Operations metrics named by deploy/grafana/jobsched.json and deploy/prometheus/alerts.yml.
+SCHEDULER_FIRE_LAG = Histogram(
+    "scheduler_fire_lag_seconds",
+    "Time from a fire time to the scheduler committing its run (how late jobs fire).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+OUTBOX_BACKLOG = Gauge(
+    "outbox_backlog",
+    "Runs committed and due but not yet published to the broker (Redis or RabbitMQ queue).",
+)
+LEASE_RESCUES = Counter(
+    "lease_rescues",
+    "Runs taken back from a worker whose lease expired (worker killed, frozen or cut off).",
+)
+WORKER_SLOTS_BUSY = Gauge(
+    "worker_slots_busy",
+    "Execution slots of this worker (worker.concurrency in all) running a handler now.",
+)
+BUILD_INFO = Gauge(
+    "build_info", "Always 1; the labels say which jobsched version this process runs.", ("version",)
+)
