@@ -8,6 +8,7 @@ process, which a worker or scheduler (often run many times over) does not need.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 
@@ -15,10 +16,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from jobsched.api.app import create_app
+from jobsched.api.auth import auth_enabled
 from jobsched.api.cache import job_cache_from_settings
 from jobsched.config.settings import Settings
 from jobsched.queue import RunQueue
 from jobsched.storage.base import Storage
+
+logger = logging.getLogger("jobsched.api")
 
 
 def api_server(
@@ -33,7 +37,28 @@ def api_server(
     cache = job_cache_from_settings(settings)
     stack.push_async_callback(cache.close)
     app = create_app(storage, queue, settings, cache=cache, on_jobs_changed=on_jobs_changed)
+    log_auth_state(settings)
     return ApiServer(app, settings.api.host, settings.api.port)
+
+
+def log_auth_state(settings: Settings) -> None:
+    """Say at every start whether the API asks for tokens, and why."""
+    auth, host = settings.api.auth, settings.api.host
+    if auth_enabled(auth, host):
+        reason = "api.auth.enabled" if auth.enabled else f"{host} is not a loopback address"
+        logger.info("API auth on (%s): every request needs a token but /healthz, /readyz", reason)
+    elif auth.enabled is None:
+        logger.info(
+            "API auth off: listening on %s (loopback) only; set api.auth.enabled=true to "
+            "require tokens here too",
+            host,
+        )
+    else:
+        logger.warning(
+            "API auth is OFF on %s (api.auth.enabled=false): anyone who can reach this "
+            "address can change and delete every job",
+            host,
+        )
 
 
 class ApiServer:

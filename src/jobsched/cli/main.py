@@ -22,6 +22,7 @@ import asyncio  # noqa: E402
 from collections.abc import Callable, Coroutine, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
+from jobsched.cli.tokens import add_token_commands, run_token_command  # noqa: E402
 from jobsched.config.settings import Settings, load_settings  # noqa: E402
 from jobsched.core.errors import JobschedError  # noqa: E402
 from jobsched.monitoring.logs import configure_logging  # noqa: E402
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("api", "standalone"):
             command.add_argument("--host", help="API address (api.host)")
             command.add_argument("--port", type=int, help="API port (api.port)")
+    add_token_commands(commands)
     return parser
 
 
@@ -127,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.logging.level, settings.logging.format)
         if options.command == "migrate":
             _migrate(settings)
+        elif options.command == "tokens":
+            run_token_command(settings, options)
         else:
             _run(_service(options.command)(settings))
     except JobschedError as error:

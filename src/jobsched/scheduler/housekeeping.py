@@ -91,6 +91,20 @@ class Housekeeper:
             logger.info("pruned %d runs finished before %s", pruned, cutoff.isoformat())
         # Worker records of processes gone that long go too.
         await self._storage.prune_workers(cutoff)
+        await self.prune_audit()
+        return pruned
+
+    async def prune_audit(self) -> int:
+        """Delete audit rows older than ``retention.audit_days``, batch by batch."""
+        cutoff = await self._storage.now() - timedelta(days=self._retention.audit_days)
+        pruned = 0
+        while True:
+            deleted = await self._storage.prune_audit(cutoff, self._retention.batch_size)
+            pruned += deleted
+            if deleted < self._retention.batch_size:
+                break
+        if pruned:
+            logger.info("pruned %d audit rows older than %s", pruned, cutoff.isoformat())
         return pruned
 
     async def _export_queue_depth(self) -> None:
