@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from jobsched.api.auth import Authenticator, Role, auth_enabled, require, required_role_of
 from jobsched.api.cache import JobCache, NullJobCache
@@ -116,8 +116,11 @@ def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
+            continue
+        route = cast(Any, context)  # an included route, as FastAPI's own OpenAPI code reads it
+        if not route.include_in_schema:
             continue
         role = _role_of(route.dependant)
         for method in route.methods or ():
