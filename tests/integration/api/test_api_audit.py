@@ -70,7 +70,7 @@ async def _one_row_for(
     assert len(rows) == before + 1, [row["action"] for row in rows[before:]]
     row = rows[-1]
     assert row["action"] == action
-    assert row["token_name"] == "ops"  # noqa: S105  # a token's name, not a secret
+    assert row["token_name"] == "ops"  # a token's name, not a secret
     assert row["request_id"] == "req-audit-1"
     assert row["client_address"] == "127.0.0.1"
     return row
