@@ -86,6 +86,15 @@ async def _claims_nothing(queue: RunQueue, worker_id: str) -> bool:
     return await queue.claim(worker_id, ["default"], 10, LEASE_SECONDS, 0.5) == []
 
 
+async def test_ping_answers_while_the_broker_does(
+    backend: str, storage: SQLStorage, queue_settings: QueueSettings
+) -> None:
+    """Readiness; a broker cut off failing it is shown with real processes (e2e ops tests)."""
+    async with open_queue(backend, storage, queue_settings) as queue:
+        await queue.ping()
+        await queue.ping()  # again, on the same connection
+
+
 async def test_publish_claim_ack(
     backend: str, storage: SQLStorage, queue_settings: QueueSettings
 ) -> None:

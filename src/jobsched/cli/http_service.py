@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 
 import uvicorn
@@ -20,6 +20,7 @@ from jobsched.api.auth import auth_enabled
 from jobsched.api.cache import job_cache_from_settings
 from jobsched.config.settings import Settings
 from jobsched.queue import RunQueue
+from jobsched.queue.database import DatabaseQueue
 from jobsched.storage.base import Storage
 
 logger = logging.getLogger("jobsched.api")
@@ -36,9 +37,27 @@ def api_server(
     """The API on ``settings.api``, with its job cache closed by ``stack``."""
     cache = job_cache_from_settings(settings)
     stack.push_async_callback(cache.close)
-    app = create_app(storage, queue, settings, cache=cache, on_jobs_changed=on_jobs_changed)
+    app = create_app(
+        storage,
+        queue,
+        settings,
+        readiness_checks=_broker_checks(queue),
+        cache=cache,
+        on_jobs_changed=on_jobs_changed,
+    )
     log_auth_state(settings)
     return ApiServer(app, settings.api.host, settings.api.port)
+
+
+def _broker_checks(queue: RunQueue) -> list[Callable[[], Awaitable[None]]]:
+    """``/readyz`` pings the broker too, unless the database is the queue."""
+    if isinstance(queue, DatabaseQueue):
+        return []
+
+    async def broker() -> None:
+        await queue.ping()
+
+    return [broker]
 
 
 def log_auth_state(settings: Settings) -> None:

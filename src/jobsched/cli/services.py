@@ -15,7 +15,7 @@ from typing import Protocol
 
 from jobsched.config.settings import Settings
 from jobsched.core.network_policy import LOOPBACK_NETWORKS
-from jobsched.monitoring.server import metrics_endpoint
+from jobsched.monitoring.server import ReadinessCheck, ops_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
@@ -133,10 +133,19 @@ async def serve_api(settings: Settings) -> None:
         await run_until_signalled([api_server(settings, storage, queue, stack)])
 
 
+def readiness_checks(storage: Storage, queue: RunQueue) -> list[ReadinessCheck]:
+    """What ``/readyz`` checks: the database, and the broker when it is not the database."""
+    checks: list[ReadinessCheck] = [("storage", storage.ping)]
+    if not isinstance(queue, DatabaseQueue):
+        checks.append(("broker", queue.ping))
+    return checks
+
+
 async def serve_scheduler(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
-        with metrics_endpoint(settings.metrics.host, settings.metrics.port):
+        checks = readiness_checks(storage, queue)
+        with ops_endpoint(settings.metrics.host, settings.metrics.port, checks):
             await run_until_signalled([_scheduler(settings, storage, queue, stack)])
 
 
@@ -144,7 +153,8 @@ async def serve_worker(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
         worker = _worker(settings, storage, queue, stack)
-        with metrics_endpoint(settings.metrics.host, settings.metrics.port):
+        checks = readiness_checks(storage, queue)
+        with ops_endpoint(settings.metrics.host, settings.metrics.port, checks):
             await run_until_signalled([worker])
 
 

@@ -76,3 +76,6 @@ class RunQueue(Protocol):
 
     async def depth(self) -> dict[str, int]:
         """Runs waiting per queue name (the autoscaling signal)."""
+
+    async def ping(self) -> None:
+        """Return when the broker answers; raise ``QueueError`` otherwise (readiness)."""

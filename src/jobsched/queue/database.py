@@ -63,3 +63,7 @@ class DatabaseQueue:
 
     async def depth(self) -> dict[str, int]:
         return await self._storage.ready_run_counts()
+
+    async def ping(self) -> None:
+        """The database is the broker: its ping is the storage's."""
+        await self._storage.ping()

@@ -470,6 +470,13 @@ class RabbitMQQueue:
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise QueueError(f"RabbitMQ refused the sentinel message: {confirmation!r}")
 
+    async def ping(self) -> None:
+        """Open and close a channel on the live connection: the broker answered."""
+        session = await self._connected()
+        async with self._broker_call("open a channel"):
+            channel = await self._probe_channel(session, publisher_confirms=False)
+            await channel.close()
+
     async def depth(self) -> dict[str, int]:
         """Ready messages per jobsched queue this instance published to or consumes.
 

@@ -481,6 +481,10 @@ class RedisStreamsQueue:
         self._seen_identity = current
         return lost
 
+    async def ping(self) -> None:
+        with self._errors("answer a ping"):
+            await self._client.ping()
+
     async def depth(self) -> dict[str, int]:
         """Entries not yet delivered, per queue, over its levels (waiting, not running).
 

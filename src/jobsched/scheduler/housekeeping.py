@@ -42,6 +42,7 @@ class Housekeeper:
         self._is_leader = False
         self._next_rescue = 0.0
         self._next_prune = 0.0
+        self._exported_queues: set[str] = set()
 
     async def run_due_duties(self) -> None:
         """Do whichever duties are due, if this replica leads. Raises ``JobschedError``."""
@@ -108,5 +109,15 @@ class Housekeeper:
         return pruned
 
     async def _export_queue_depth(self) -> None:
-        for queue_name, depth in (await self._queue.depth()).items():
+        """Set ``queue_depth`` per queue; a queue reported before and absent now is empty.
+
+        Backends report only queues that hold runs (a GROUP BY leaves an empty queue
+        out), so without the zeroing a drained queue's gauge would keep its last
+        value and workers scaled on it would never scale down.
+        """
+        depths = await self._queue.depth()
+        for queue_name in self._exported_queues - depths.keys():
+            metrics.QUEUE_DEPTH.labels(queue=queue_name).set(0)
+        for queue_name, depth in depths.items():
             metrics.QUEUE_DEPTH.labels(queue=queue_name).set(depth)
+        self._exported_queues |= depths.keys()
