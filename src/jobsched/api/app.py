@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, cast
 
 from fastapi import Depends, FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.staticfiles import StaticFiles
 
 from jobsched.api.auth import Authenticator, Role, auth_enabled, require, required_role_of
 from jobsched.api.cache import JobCache, NullJobCache
@@ -87,6 +89,10 @@ def create_app(
     return app
 
 
+DOCS_ASSETS = "/docs/assets"
+SWAGGER_UI_DIRECTORY = Path(__file__).parent / "static" / "swagger-ui"
+
+
 def _serve_documentation(app: FastAPI) -> None:
     """``/openapi.json`` and ``/docs``, behind the same auth as the API (role ``read``)."""
     reader = [Depends(require(Role.READ))]
@@ -98,7 +104,17 @@ def _serve_documentation(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False, dependencies=reader)
     async def documentation(request: Request) -> HTMLResponse:
         del request
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="jobsched API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="jobsched API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    # Swagger UI's own files, shipped in the package (static/swagger-ui/VERSION): the
+    # page works offline. They are the library's, not data, so they need no token.
+    app.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI_DIRECTORY), name="docs-assets")
 
 
 def _role_of(dependant: Dependant) -> Role | None:
