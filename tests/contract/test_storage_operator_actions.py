@@ -510,3 +510,23 @@ async def test_prune_workers_deletes_those_last_seen_before_the_given_time(
     remaining = {record.info.id for record in await storage.list_workers()}
     assert remaining == {"alive", "stopped-lately"}
     assert await storage.prune_workers(hour_ago) == 0
+
+
+# --- count_unpublished (the outbox backlog gauge) ---------------------------------------
+
+
+async def test_the_outbox_backlog_counts_due_unpublished_runs_only(
+    storage: Storage, scenario: StorageScenario
+) -> None:
+    await scenario.ready_run(published=True)
+    waiting = [await scenario.ready_run(published=False) for _ in range(2)]
+    assert await storage.count_unpublished() == 2
+
+    published: list[OutboxRun] = []
+
+    async def publish(batch: list[OutboxRun]) -> None:
+        published.extend(batch)
+
+    assert await storage.publish_pending(10, publish) == 2
+    assert sorted(item.id for item in published) == sorted(run.id for run in waiting)
+    assert await storage.count_unpublished() == 0

@@ -9,18 +9,22 @@ other tests share is stopped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from jobsched.core.models import JobSpec
+from jobsched.core.models import JobSpec, RetryPolicy, RunStatus
 from jobsched.storage.database import SQLStorage
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.e2e.broker_services import purge_broker_namespace
@@ -283,3 +287,130 @@ async def test_queue_depth_goes_back_to_zero_once_the_queue_drains(
             await purge_broker_namespace(namespace, ["default"], storage)
         finally:
             await storage.close()
+
+
+E2E_DIRECTORY = Path(__file__).parent
+
+
+async def _job_run(storage: SQLStorage, spec: JobSpec) -> uuid.UUID:
+    """A one-time job due now; the id of the run the scheduler fires for it."""
+    now = await storage.now()
+    job = await storage.create_job(spec, next_run_at=now, now=now)
+
+    async def fired() -> list[uuid.UUID]:
+        page = await storage.list_runs(job_id=job.id, status=None, limit=1, cursor=None)
+        return [run.id for run in page.items]
+
+    (run_id,) = await _eventually(fired, f"a run of {spec.type}")
+    return run_id
+
+
+async def _eventually(probe: Any, message: str, timeout_seconds: float = 30) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if value := await probe():
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_seconds}s: {message}")
+
+
+async def _status_of(storage: SQLStorage, run_id: uuid.UUID) -> RunStatus:
+    return (await storage.get_run(run_id)).status
+
+
+async def test_metrics_count_every_outcome_busy_slots_rescues_and_the_build(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    namespace = f"ops-{uuid.uuid4().hex[:8]}"
+    scheduler_port, worker_port = free_port(), free_port()
+    fast_leases = {
+        "JOBSCHED_WORKER_LEASE_SECONDS": "2",
+        "JOBSCHED_WORKER_HEARTBEAT_INTERVAL_SECONDS": "0.3",
+        "PYTHONPATH": str(E2E_DIRECTORY),
+    }
+    env = _env(postgres_url, namespace, scheduler_port, **fast_leases)
+    worker_env = {**env, "JOBSCHED_METRICS_PORT": str(worker_port)}
+    worker_command = ["worker", "--import", "handlers_for_tests"]
+    once = RetryPolicy(max_attempts=1)
+    scheduler_metrics = f"http://127.0.0.1:{scheduler_port}/metrics"
+    worker_metrics = f"http://127.0.0.1:{worker_port}/metrics"
+    storage = SQLStorage.from_url(postgres_url)
+    try:
+        with _process(["scheduler"], env, tmp_path / "scheduler.log"):
+            with _process(worker_command, worker_env, tmp_path / "worker.log"):
+                succeeded = await _job_run(storage, JobSpec(type="noop", payload={}))
+                failed = await _job_run(
+                    storage, JobSpec(type="always_fails", payload={}, retry=once)
+                )
+                timed_out = await _job_run(
+                    storage,
+                    JobSpec(
+                        type="sleepy",
+                        payload={"sleep_seconds": 30},
+                        timeout_seconds=0.3,
+                        retry=once,
+                    ),
+                )
+                for run_id in (succeeded, failed, timed_out):
+                    await _eventually(
+                        lambda run_id=run_id: _finished(storage, run_id), f"run {run_id} ends"
+                    )
+                cancelled = await _job_run(
+                    storage, JobSpec(type="sleepy", payload={"sleep_seconds": 30}, retry=once)
+                )
+                await _eventually(lambda: _running(storage, cancelled), "the long run is running")
+                busy = metric_value(await _scrape(worker_metrics), "worker_slots_busy")
+                assert busy == 1
+                await storage.cancel_run(cancelled)
+                await _eventually(
+                    lambda: _worker_saw_cancel(worker_metrics), "the worker stops the handler"
+                )
+                text = await _scrape(worker_metrics)
+
+            for outcome in ("succeeded", "failed", "timed_out", "cancelled"):
+                count = metric_value(text, "job_duration_seconds_count", outcome=outcome)
+                assert count == 1, outcome
+            assert metric_value(text, "jobs_dead_total") == 2  # failed and timed out, no retry
+            assert metric_value(text, "worker_slots_busy") == 0
+            version = metadata.version("jobsched")
+            assert metric_value(text, "build_info", version=version) == 1
+
+            # A worker killed mid-run: the scheduler takes the run back once its lease ends.
+            with _process(worker_command, worker_env, tmp_path / "worker-2.log") as doomed:
+                stranded = await _job_run(
+                    storage, JobSpec(type="sleepy", payload={"sleep_seconds": 30}, retry=once)
+                )
+                await _eventually(lambda: _running(storage, stranded), "the run is running")
+                doomed.process.send_signal(signal.SIGKILL)
+                doomed.process.wait()
+            await _eventually(
+                lambda: _scraped(scheduler_metrics, "lease_rescues_total", minimum=1),
+                "lease_rescues_total counts the rescue",
+            )
+            scheduler_text = await _scrape(scheduler_metrics)
+            assert metric_value(scheduler_text, "outbox_backlog") == 0  # the database queue
+            assert metric_value(scheduler_text, "scheduler_fire_lag_seconds_count") >= 5
+            assert metric_value(scheduler_text, "build_info", version=version) == 1
+    finally:
+        await storage.close()
+
+
+async def _finished(storage: SQLStorage, run_id: uuid.UUID) -> bool:
+    return await _status_of(storage, run_id) in {RunStatus.SUCCEEDED, RunStatus.DEAD}
+
+
+async def _running(storage: SQLStorage, run_id: uuid.UUID) -> bool:
+    return await _status_of(storage, run_id) is RunStatus.RUNNING
+
+
+async def _worker_saw_cancel(metrics_url: str) -> bool:
+    return await _scraped(metrics_url, "jobs_cancelled_total", minimum=1)
+
+
+async def _scrape(metrics_url: str) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(metrics_url)).text
+
+
+async def _scraped(metrics_url: str, name: str, *, minimum: float) -> bool:
+    return metric_value(await _scrape(metrics_url), name) >= minimum

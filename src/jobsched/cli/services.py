@@ -15,6 +15,7 @@ from typing import Protocol
 
 from jobsched.config.settings import Settings
 from jobsched.core.network_policy import LOOPBACK_NETWORKS
+from jobsched.monitoring.metrics import export_build_info
 from jobsched.monitoring.server import ReadinessCheck, ops_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
 from jobsched.scheduler.service import Scheduler
@@ -72,6 +73,7 @@ async def run_until_signalled(services: list[Service]) -> None:
 async def _open_backends(
     settings: Settings, stack: AsyncExitStack, *, check_schema: bool = True
 ) -> tuple[Storage, RunQueue]:
+    export_build_info()
     storage = SQLStorage.from_url(settings.database.url, pool_size=settings.database.pool_size)
     stack.push_async_callback(storage.close)
     if check_schema:

@@ -7,6 +7,8 @@ with the conventional ``_total`` suffix (``jobs_completed_total``).
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _RUN_LABELS = ("type", "queue")
@@ -18,11 +20,16 @@ JOBS_FAILED = Counter(
 )
 JOBS_RETRIED = Counter("jobs_retried", "Failed attempts followed by a retry.", _RUN_LABELS)
 JOBS_TIMED_OUT = Counter("jobs_timed_out", "Attempts stopped at their timeout.", _RUN_LABELS)
-JOBS_DEAD = Counter("jobs_dead", "Runs that ended dead, out of attempts.", _RUN_LABELS)
+JOBS_DEAD = Counter(
+    "jobs_dead",
+    "Runs that ended dead: out of attempts, or failed with an error that is not retried.",
+    _RUN_LABELS,
+)
 JOB_DURATION = Histogram(
     "job_duration_seconds",
-    "Wall time of one attempt, from handler start to end.",
-    _RUN_LABELS,
+    "Wall time of one attempt, from handler start to end, by outcome: succeeded, failed, "
+    "timed_out or cancelled.",
+    (*_RUN_LABELS, "outcome"),
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 RUNS_IN_PROGRESS = Gauge("jobs_in_progress", "Runs executing in this worker.", _RUN_LABELS)
@@ -75,11 +82,6 @@ RUNS_PRUNED = Counter("scheduler_runs_pruned", "Finished runs deleted by retenti
 QUEUE_DEPTH = Gauge("queue_depth", "Runs waiting to be claimed, per queue.", ("queue",))
 
 HTTP_REQUESTS = Counter("api_requests", "API requests answered.", ("method", "route", "status"))
-SCHEDULER_LAG = Histogram(
-    "scheduler_lag_seconds",
-    "Time from a run's scheduled fire time to the scheduler creating it.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 
 CACHE_REQUESTS = Counter(
     "api_cache_requests",
@@ -113,3 +115,12 @@ WORKER_SLOTS_BUSY = Gauge(
 BUILD_INFO = Gauge(
     "build_info", "Always 1; the labels say which jobsched version this process runs.", ("version",)
 )
+
+
+def export_build_info() -> None:
+    """Set ``build_info{version}`` to 1 for the installed jobsched (every service calls it)."""
+    try:
+        version = metadata.version("jobsched")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    BUILD_INFO.labels(version=version).set(1)

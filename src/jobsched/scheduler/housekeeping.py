@@ -57,6 +57,7 @@ class Housekeeper:
             self._next_rescue = now + self._settings.rescue_interval_seconds
             await self.rescue_expired_leases()
             await self._export_queue_depth()
+            await self._export_outbox_backlog()
         if now >= self._next_prune:
             self._next_prune = now + self._retention.interval_seconds
             await self.prune_history()
@@ -71,6 +72,7 @@ class Housekeeper:
         # With a broker, rescued runs are unpublished again and the outbox sends them.
         metrics.RUNS_RESCUED.labels(outcome="requeued").inc(len(report.requeued))
         metrics.RUNS_RESCUED.labels(outcome="dead").inc(len(report.dead))
+        metrics.LEASE_RESCUES.inc(len(report.requeued) + len(report.dead))
         if report.requeued or report.dead:
             logger.warning(
                 "rescued runs with expired leases: %d requeued, %d dead",
@@ -107,6 +109,13 @@ class Housekeeper:
         if pruned:
             logger.info("pruned %d audit rows older than %s", pruned, cutoff.isoformat())
         return pruned
+
+    async def _export_outbox_backlog(self) -> None:
+        """On the database queue a commit is the publish: its outbox is always empty."""
+        if self._queue.commits_are_publishes:
+            metrics.OUTBOX_BACKLOG.set(0)
+        else:
+            metrics.OUTBOX_BACKLOG.set(await self._storage.count_unpublished())
 
     async def _export_queue_depth(self) -> None:
         """Set ``queue_depth`` per queue; a queue reported before and absent now is empty.

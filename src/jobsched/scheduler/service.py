@@ -198,7 +198,8 @@ class Scheduler:
                 metrics.RUNS_SKIPPED.labels(queue=run.queue).inc()
                 continue
             metrics.RUNS_FIRED.labels(queue=run.queue).inc()
-            metrics.SCHEDULER_LAG.observe(max((now - run.scheduled_for).total_seconds(), 0.0))
+            lag_seconds = max((now - run.scheduled_for).total_seconds(), 0.0)
+            metrics.SCHEDULER_FIRE_LAG.observe(lag_seconds)
 
     async def _recover_lost_messages(self) -> None:
         """Republish every waiting run if the broker lost its messages (checked ~1/s).

@@ -253,6 +253,9 @@ class Storage(Protocol):
         many were published.
         """
 
+    async def count_unpublished(self) -> int:
+        """Runs ``queued``/``retrying``, due, and not yet published: the outbox backlog."""
+
     async def mark_waiting_unpublished(self) -> int:
         """Mark every ``queued``/``retrying`` run unpublished (the broker lost its messages)."""
 

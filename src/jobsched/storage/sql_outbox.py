@@ -31,6 +31,19 @@ class SQLOutbox(SQLStorageBase):
                 .values(published_at=self._now())
             )
 
+    async def count_unpublished(self) -> int:
+        async with self._single_statement() as connection:
+            backlog = await connection.scalar(
+                sa.select(sa.func.count())
+                .select_from(runs)
+                .where(
+                    runs.c.published_at.is_(None),
+                    runs.c.status.in_(CLAIMABLE_STATUS_VALUES),
+                    runs.c.not_before <= self._now(),
+                )
+            )
+        return int(backlog or 0)
+
     async def publish_pending(
         self, limit: int, publish: Callable[[list[OutboxRun]], Awaitable[None]]
     ) -> int:

@@ -66,6 +66,7 @@ from jobsched.monitoring.metrics import (
     RUNS_IN_PROGRESS,
     WORKER_HEARTBEATS,
     WORKER_LAST_HEARTBEAT,
+    WORKER_SLOTS_BUSY,
 )
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import AttemptOutcome, Storage, WorkerInfo
@@ -409,11 +410,12 @@ class Worker:
         metrics = _run_metrics(run.job_type, run.queue)
         metrics.started.inc()
         metrics.in_progress.inc()
+        WORKER_SLOTS_BUSY.inc()
         started = time.monotonic()
         try:
             ending = await run_handler(self._registry, run.payload, entry.context, self._threads)
             duration_seconds = time.monotonic() - started
-            metrics.duration.observe(duration_seconds)
+            _duration(run.job_type, run.queue, ending.attempt_status).observe(duration_seconds)
             entry.finishing = True
             self._finishing_count += 1
             self._capacity_changed.set()
@@ -422,10 +424,14 @@ class Worker:
             if entry.stop_reason is None:
                 raise
             # Stopped on purpose, without an outcome; whoever stopped it does the rest.
+            if entry.stop_reason is StopReason.CANCELLED:
+                duration = _duration(run.job_type, run.queue, AttemptStatus.CANCELLED)
+                duration.observe(time.monotonic() - started)
         except Exception:
             logger.exception("run %s: the worker failed to finish its attempt", run.id)
         finally:
             metrics.in_progress.dec()
+            WORKER_SLOTS_BUSY.dec()
             if entry.finishing:
                 self._finishing_count -= 1
             self._in_flight.pop(entry.key, None)
@@ -749,7 +755,6 @@ class _RunMetrics(NamedTuple):
 
     started: Counter
     in_progress: Gauge
-    duration: Histogram
     completed: Counter
 
 
@@ -760,9 +765,13 @@ def _run_metrics(job_type: str, queue: str) -> _RunMetrics:
     return _RunMetrics(
         JOBS_STARTED.labels(type=job_type, queue=queue),
         RUNS_IN_PROGRESS.labels(type=job_type, queue=queue),
-        JOB_DURATION.labels(type=job_type, queue=queue),
         JOBS_COMPLETED.labels(type=job_type, queue=queue),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration(job_type: str, queue: str, outcome: AttemptStatus) -> Histogram:
+    return JOB_DURATION.labels(type=job_type, queue=queue, outcome=outcome.value)
 
 
 def _count_outcome(run: Run, outcome: AttemptOutcome) -> None:
