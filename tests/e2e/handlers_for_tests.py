@@ -37,3 +37,9 @@ async def short_sleep(payload: dict[str, Any], context: Any) -> None:
     enough that thousands of runs pass through a few workers in seconds.
     """
     await asyncio.sleep(random.uniform(payload["min_seconds"], payload["max_seconds"]))  # noqa: S311 - not security
+
+
+@jobsched.handler("chatty")
+async def chatty(payload: dict[str, Any], context: Any) -> None:
+    """Logs one line through the run's logger."""
+    context.logger.info("working on %s", payload["item"])

@@ -220,7 +220,8 @@ class RunContext:
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         """The handler logger, carrying this run's id, attempt and type on every record."""
         if self._logger is None:
-            object.__setattr__(self, "_logger", run_logger(self.run_id, self.attempt, self.type))
+            logger = run_logger(self.run_id, self.attempt, self.type, job_id=self.job_id)
+            object.__setattr__(self, "_logger", logger)
             assert self._logger is not None
         return self._logger
 
@@ -251,13 +252,13 @@ class RunContext:
 
 
 def run_logger(
-    run_id: uuid.UUID, attempt: int, job_type: str
+    run_id: uuid.UUID, attempt: int, job_type: str, *, job_id: uuid.UUID | None = None
 ) -> logging.LoggerAdapter[logging.Logger]:
-    """The handler logger, carrying the run's id, attempt and type on every record."""
-    return logging.LoggerAdapter(
-        logging.getLogger(HANDLER_LOGGER_NAME),
-        {"run_id": str(run_id), "attempt": attempt, "job_type": job_type},
-    )
+    """The handler logger, carrying the run's id, attempt, type and job on every record."""
+    fields: dict[str, object] = {"run_id": str(run_id), "attempt": attempt, "job_type": job_type}
+    if job_id is not None:
+        fields["job_id"] = str(job_id)
+    return logging.LoggerAdapter(logging.getLogger(HANDLER_LOGGER_NAME), fields)
 
 
 def storable_json_object(value: object, what: str) -> JsonObject:
