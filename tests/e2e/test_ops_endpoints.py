@@ -10,8 +10,8 @@ other tests share is stopped.
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import signal
 import socket
 import threading

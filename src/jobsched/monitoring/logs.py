@@ -41,7 +41,7 @@ class JsonFormatter(logging.Formatter):
     """Each record as one JSON object, with any ``extra=`` fields kept as keys."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
