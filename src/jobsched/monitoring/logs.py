@@ -14,9 +14,7 @@ _STANDARD_ATTRIBUTES = frozenset(
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, object]:
     """The ``extra=`` fields of ``record`` (run_id, attempt, job_type, ...), in order."""
-    return {
-        key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES
-    }
+    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
 
 
 class TextFormatter(logging.Formatter):
