@@ -42,6 +42,7 @@ def _env(database_url: str, namespace: str, metrics_port: int, **extra: str) -> 
         "JOBSCHED_METRICS_PORT": str(metrics_port),
         "JOBSCHED_SCHEDULER_RESCUE_INTERVAL_SECONDS": "0.2",
         "JOBSCHED_QUEUE_RECONNECT_BACKOFF_MAX_SECONDS": "0.5",
+        "JOBSCHED_WORKER_SHUTDOWN_GRACE_SECONDS": "1",
         **extra,
     }
 
@@ -452,3 +453,42 @@ async def test_a_handlers_log_line_names_its_run_attempt_and_job(
     else:
         fields = dict(pair.split("=", 1) for pair in line.split() if "=" in pair)
     assert {key: fields.get(key) for key in expected} == expected
+
+
+async def test_a_worker_frozen_past_its_leases_says_it_was_frozen(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    env = _env(
+        postgres_url,
+        f"ops-{uuid.uuid4().hex[:8]}",
+        0,
+        PYTHONPATH=str(E2E_DIRECTORY),
+        JOBSCHED_WORKER_LEASE_SECONDS="2",
+        JOBSCHED_WORKER_HEARTBEAT_INTERVAL_SECONDS="0.3",
+    )
+    storage = SQLStorage.from_url(postgres_url)
+    log = tmp_path / "worker.log"
+    try:
+        with (
+            _process(["scheduler"], env, tmp_path / "scheduler.log"),
+            _process(["worker", "--import", "handlers_for_tests"], env, log) as worker,
+        ):
+            spec = JobSpec(type="sleepy", payload={"sleep_seconds": 30})
+            run_id = await _job_run(storage, spec)
+            await _eventually(lambda: _running(storage, run_id), "the run is running")
+            worker.process.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(4)  # twice the lease
+            finally:
+                worker.process.send_signal(signal.SIGCONT)
+
+            async def stopped_the_run() -> bool:
+                return "lease not renewed" in log.read_text()
+
+            await _eventually(stopped_the_run, "the worker stops the run it lost")
+    finally:
+        await storage.close()
+    text = log.read_text()
+    assert "this worker did not run for" in text
+    assert "this worker was frozen for" in text
+    assert "did not reach the database" not in text

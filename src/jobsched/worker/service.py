@@ -143,6 +143,8 @@ class Worker:
         self._in_flight: dict[tuple[uuid.UUID, int], InFlight] = {}
         # Runs whose handler has returned and whose outcome is being written.
         self._finishing_count = 0
+        # (when, for how long) this process last did not run: see _note_stall.
+        self._last_stall: tuple[float, float] | None = None
         self._recorder = outcome_recorder(storage)
         self._acks = delivery_settler(queue, dead=False)
         self._dead_letters = delivery_settler(queue, dead=True)
@@ -521,6 +523,7 @@ class Worker:
                 wake_at = min(next_beat, self._earliest_lease_deadline())
                 await asyncio.sleep(max(0.0, wake_at - loop.time()))
                 now = loop.time()
+                self._note_stall(now, now - wake_at)
                 self._stop_runs_past_lease_deadline(now)
                 if now < next_beat:
                     continue
@@ -534,6 +537,29 @@ class Worker:
         finally:
             if beat is not None:
                 await _cancel_and_wait(beat)
+
+    def _note_stall(self, now: float, overslept_seconds: float) -> None:
+        """Remember (and say) when this process did not run for longer than a heartbeat.
+
+        A process stopped (SIGSTOP, a paused container, a suspended VM) or starved of
+        CPU wakes up with leases that expired meanwhile; the runs it then stops were
+        lost to the freeze, not to the database.
+        """
+        if overslept_seconds <= self._settings.heartbeat_interval_seconds:
+            return
+        self._last_stall = (now, overslept_seconds)
+        logger.warning(
+            "this worker did not run for %.1fs (process stopped, paused or starved of "
+            "CPU); leases it held may have expired meanwhile",
+            overslept_seconds,
+        )
+
+    def _froze_recently(self, now: float) -> float | None:
+        """How long the last stall lasted, if it was within a lease's length of ``now``."""
+        if self._last_stall is None:
+            return None
+        at, seconds = self._last_stall
+        return seconds if now - at <= self._settings.lease_seconds else None
 
     async def heartbeat(self) -> None:
         """One heartbeat: renew the leases and note in the worker registry that we live."""
@@ -652,13 +678,20 @@ class Worker:
             OUTCOMES_REFUSED.inc()
             _count_abandoned(run, reason)
         else:
+            now = asyncio.get_running_loop().time()
+            frozen_seconds = self._froze_recently(now)
+            cause = (
+                f"this worker was frozen for {frozen_seconds:.1f}s"
+                if frozen_seconds is not None
+                else "renewals did not reach the database"
+            )
             logger.warning(
-                "run %s attempt %d: lease not renewed for %.1fs (database unreachable?); "
-                "stopped before the lease ends, no outcome written: it is retried once the "
-                "lease expires",
+                "run %s attempt %d: lease not renewed for %.1fs (%s); stopped without an "
+                "outcome: it is retried once the lease expires",
                 run.id,
                 run.attempt,
-                asyncio.get_running_loop().time() - entry.lease_confirmed_at,
+                now - entry.lease_confirmed_at,
+                cause,
             )
             _count_abandoned(run, reason)
         self._in_background(self._ack_when_stopped(entry), name=f"jobsched-stopped-{run.id}")
