@@ -615,13 +615,18 @@ async def test_metrics_count_attempts_and_their_ends(
         "jobs_failed_total",
         "jobs_retried_total",
         "jobs_dead_total",
-        "job_duration_seconds_count",
     ]
     before = {
         (name, labels["type"]): metric_value(name, **labels)
         for name in names
         for labels in (ok, dead)
     }
+    ok_duration = {**ok, "outcome": "succeeded"}
+    dead_duration = {**dead, "outcome": "failed"}
+    durations_before = [
+        metric_value("job_duration_seconds_count", **labels)
+        for labels in (ok_duration, dead_duration)
+    ]
 
     ok_run = await create_due_run(storage, job_spec("metrics_ok"))
     dead_run = await create_due_run(
@@ -642,5 +647,10 @@ async def test_metrics_count_attempts_and_their_ends(
     def increase(name: str, labels: dict[str, str]) -> float:
         return metric_value(name, **labels) - before[(name, labels["type"])]
 
-    assert [increase(name, ok) for name in names] == [1, 1, 0, 0, 0, 1]
-    assert [increase(name, dead) for name in names] == [2, 0, 2, 1, 1, 2]
+    assert [increase(name, ok) for name in names] == [1, 1, 0, 0, 0]
+    assert [increase(name, dead) for name in names] == [2, 0, 2, 1, 1]
+    durations = [
+        metric_value("job_duration_seconds_count", **labels) - earlier
+        for labels, earlier in zip((ok_duration, dead_duration), durations_before, strict=True)
+    ]
+    assert durations == [1, 2]  # one attempt succeeded; two failed
