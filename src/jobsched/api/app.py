@@ -17,8 +17,13 @@ from jobsched.api.auth import Authenticator, Role, auth_enabled, require, requir
 from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
 from jobsched.api.job_changes import PayloadRules
-from jobsched.api.middleware import RequestAccountingMiddleware
+from jobsched.api.middleware import (
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    RequestAccountingMiddleware,
+)
 from jobsched.api.problems import install_problem_handlers
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.routes import access, health, jobs, runs, schedules, workers
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
@@ -77,6 +82,14 @@ def create_app(
     )
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)
+    app.router.route_class = CheckedRoute
+    # The last one added is the outermost.
+    app.add_middleware(HeadMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_batch_body_bytes=settings.api.max_batch_body_bytes,
+    )
     app.add_middleware(RequestAccountingMiddleware)
     routers = (jobs.router, runs.router, workers.router, schedules.router, access.router)
     for router in routers:
