@@ -47,7 +47,7 @@ class UnsupportedMediaTypeError(JobschedError):
 
 
 def _printable_key(key: str) -> str:
-    return key.encode("ascii", "backslashreplace").decode("ascii")
+    return key.encode("unicode_escape").decode("ascii")
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
