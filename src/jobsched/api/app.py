@@ -22,9 +22,10 @@ from jobsched.api.middleware import (
     HeadMiddleware,
     RequestAccountingMiddleware,
 )
-from jobsched.api.problems import install_problem_handlers
+from jobsched.api.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
 from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.routes import access, health, jobs, runs, schedules, workers
+from jobsched.api.schemas import Problem, ProblemFieldError
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
@@ -140,6 +141,7 @@ def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
             operation = document["paths"][route.path_format].get(method.lower())
             if operation is None:
                 continue
+            _document_problems(operation)
             if role is None:
                 operation["security"] = []
                 continue
@@ -147,5 +149,29 @@ def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
             operation["description"] = (
                 operation.get("description", "") + f"\n\nRequires the `{role.value}` role."
             ).strip()
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.setdefault("Problem", Problem.model_json_schema(ref_template=_SCHEMA_REF))
+    schemas.setdefault("ProblemFieldError", ProblemFieldError.model_json_schema())
     app.openapi_schema = document
     return document
+
+
+_SCHEMA_REF = "#/components/schemas/{model}"
+_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _document_problems(operation: dict[str, Any]) -> None:
+    """Every error answer of ``operation`` as what it is: a problem document.
+
+    FastAPI documents its own 422 shape (which the API never answers) and lists the
+    ``responses`` models as ``application/json``; any operation may answer 4xx (a
+    bad parameter, 401, 405, 413) or 5xx.
+    """
+    responses = operation.setdefault("responses", {})
+    for status in ("4XX", "5XX"):
+        responses.setdefault(status, {"description": "An error (application/problem+json)."})
+    for status, response in responses.items():
+        if not status.startswith(("2", "3")):
+            response["content"] = _PROBLEM_CONTENT
