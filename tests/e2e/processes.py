@@ -8,11 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
+
+from jobsched.storage.migrate import upgrade_to_head
+from jobsched.storage.urls import parse_database_url
+from tests.conftest import POSTGRES_ADMIN_URL
 
 JOBSCHED = str(Path(sys.executable).with_name("jobsched"))
 
@@ -93,3 +99,21 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float:
         if all(f'{key}="{wanted}"' in series for key, wanted in labels.items()):
             total += float(value)
     return total
+
+
+def migrated_database(kind: str, directory: Path) -> Iterator[str]:
+    """A migrated database of ``kind`` (``sqlite`` or ``postgresql``) to share across a
+    module: yields its URL once; drop it by exhausting the generator."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'jobsched.db'}"
+        upgrade_to_head(parse_database_url(url))
+        yield url
+        return
+    name = f"jobsched_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade_to_head(parse_database_url(url))
+    yield url
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from jobsched.core.access import hash_token
-from jobsched.storage.migrate import upgrade_to_head
-from jobsched.storage.urls import parse_database_url
-from tests.conftest import POSTGRES_ADMIN_URL
-from tests.e2e.processes import JOBSCHED, JobschedProcess, free_port, wait_until
+from tests.e2e.processes import (
+    JOBSCHED,
+    JobschedProcess,
+    free_port,
+    migrated_database,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,22 +64,6 @@ class SecuredApi:
         return created["token"], created["id"]
 
 
-def _migrated_database(kind: str, directory: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        url = f"sqlite:///{directory / 'auth.db'}"
-        upgrade_to_head(parse_database_url(url))
-        yield url
-        return
-    name = f"jobsched_auth_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    upgrade_to_head(parse_database_url(url))
-    yield url
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[arg-type]
-
-
 def cli_token(env: dict[str, str], *arguments: str) -> str:
     done = subprocess.run(
         [JOBSCHED, "tokens", "create", *arguments],
@@ -106,7 +92,7 @@ def secured_api(
     directory = tmp_path_factory.mktemp(f"auth-{request.param}")
     token_file = directory / "admin-token"
     token_file.write_text(CONFIG_TOKEN + "\n")
-    databases = _migrated_database(request.param, directory)
+    databases = migrated_database(request.param, directory)
     database_url = next(databases)
     env = {
         "JOBSCHED_DATABASE_URL": database_url,

@@ -19,9 +19,15 @@ from jobsched.api.auth import Authenticator, Role, auth_enabled, require, requir
 from jobsched.api.cache import JobCache, NullJobCache
 from jobsched.api.dependencies import Services
 from jobsched.api.job_changes import PayloadRules
-from jobsched.api.middleware import RequestAccountingMiddleware
-from jobsched.api.problems import install_problem_handlers
+from jobsched.api.middleware import (
+    BodyLimitMiddleware,
+    HeadMiddleware,
+    RequestAccountingMiddleware,
+)
+from jobsched.api.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.routes import access, health, jobs, runs, schedules, workers
+from jobsched.api.schemas import Problem, ProblemFieldError
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
@@ -79,6 +85,14 @@ def create_app(
     )
     app.state.readiness_checks = tuple(readiness_checks)
     install_problem_handlers(app)
+    app.router.route_class = CheckedRoute
+    # The last one added is the outermost.
+    app.add_middleware(HeadMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_batch_body_bytes=settings.api.max_batch_body_bytes,
+    )
     app.add_middleware(RequestAccountingMiddleware)
     routers = (jobs.router, runs.router, workers.router, schedules.router, access.router)
     for router in routers:
@@ -143,6 +157,7 @@ def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
             operation = document["paths"][route.path_format].get(method.lower())
             if operation is None:
                 continue
+            _document_problems(operation)
             if role is None:
                 operation["security"] = []
                 continue
@@ -150,5 +165,29 @@ def openapi_with_roles(app: FastAPI) -> dict[str, Any]:
             operation["description"] = (
                 operation.get("description", "") + f"\n\nRequires the `{role.value}` role."
             ).strip()
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.setdefault("Problem", Problem.model_json_schema(ref_template=_SCHEMA_REF))
+    schemas.setdefault("ProblemFieldError", ProblemFieldError.model_json_schema())
     app.openapi_schema = document
     return document
+
+
+_SCHEMA_REF = "#/components/schemas/{model}"
+_PROBLEM_CONTENT = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _document_problems(operation: dict[str, Any]) -> None:
+    """Every error answer of ``operation`` as what it is: a problem document.
+
+    FastAPI documents its own 422 shape (which the API never answers) and lists the
+    ``responses`` models as ``application/json``; any operation may answer 4xx (a
+    bad parameter, 401, 405, 413) or 5xx.
+    """
+    responses = operation.setdefault("responses", {})
+    for status in ("4XX", "5XX"):
+        responses.setdefault(status, {"description": "An error (application/problem+json)."})
+    for status, response in responses.items():
+        if not status.startswith(("2", "3")):
+            response["content"] = _PROBLEM_CONTENT

@@ -8,9 +8,11 @@ the locked job, and whatever they raise also leaves the row untouched.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from jobsched.api.handler_payloads import check_handler_payload
 from jobsched.api.http_targets import HTTP_JOB_TYPE, check_http_target
 from jobsched.api.schemas import JobCreate, JobPatch
 from jobsched.config.settings import Settings
@@ -59,18 +61,36 @@ def validated_timing(schedule: str | None, timezone: str, run_at_text: str | Non
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PayloadRules:
-    """What the API's config says of payloads: where http jobs may go, what is secret."""
+    """What the API's config says of payloads: where http jobs may go, what is secret,
+    how big one may be."""
 
     network_policy: NetworkPolicy
     redaction: HeaderRedaction
+    max_bytes: int = 256 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PayloadRules:
         http = settings.worker.http
-        return cls(http.network_policy(), HeaderRedaction.from_pattern(http.redact_header_pattern))
+        return cls(
+            http.network_policy(),
+            HeaderRedaction.from_pattern(http.redact_header_pattern),
+            settings.jobs.payload_max_bytes,
+        )
+
+    def check_size(self, payload: JsonObject, field: str = "payload") -> None:
+        """Refuse a payload longer than ``jobs.payload_max_bytes`` as compact UTF-8 JSON."""
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.max_bytes:
+            raise InvalidInputError(
+                field,
+                f"is {size} bytes as JSON, more than jobs.payload_max_bytes ({self.max_bytes})",
+            )
 
     def check(self, job_type: str, payload: JsonObject) -> None:
-        """Refuse a payload its handler is sure to refuse (``InvalidInputError``)."""
+        """Refuse a payload too big, or one its handler is sure to refuse
+        (``InvalidInputError``)."""
+        self.check_size(payload)
+        check_handler_payload(job_type, payload)
         if job_type == HTTP_JOB_TYPE:
             check_http_target(payload, self.network_policy)
 

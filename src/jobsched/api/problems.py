@@ -16,9 +16,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
+from jobsched.api.request_checks import (
+    BodyTooLargeError,
+    MalformedBodyError,
+    UnsupportedMediaTypeError,
+)
 from jobsched.core.errors import (
     AuthenticationError,
     ConflictError,
@@ -58,9 +66,17 @@ NOT_READY = ProblemKind("not-ready", "The service is not ready", 503)
 INTERNAL = ProblemKind("internal-error", "Internal server error", 500)
 UNAUTHENTICATED = ProblemKind("unauthenticated", "Authentication required", 401)
 FORBIDDEN = ProblemKind("forbidden", "The token's role does not allow this", 403)
-_HTTP_KINDS = {
-    404: NOT_FOUND,
-    405: ProblemKind("method-not-allowed", "Method not allowed", 405),
+MALFORMED_BODY = ProblemKind("malformed-body", "The body is not a JSON document", 400)
+BODY_TOO_LARGE = ProblemKind("body-too-large", "The request body is too large", 413)
+UNSUPPORTED_MEDIA_TYPE = ProblemKind(
+    "unsupported-media-type", "The body must be application/json", 415
+)
+METHOD_NOT_ALLOWED = ProblemKind("method-not-allowed", "Method not allowed", 405)
+_HTTP_KINDS = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}
+_BODY_KINDS: dict[type[JobschedError], ProblemKind] = {
+    MalformedBodyError: MALFORMED_BODY,
+    BodyTooLargeError: BODY_TOO_LARGE,
+    UnsupportedMediaTypeError: UNSUPPORTED_MEDIA_TYPE,
 }
 
 
@@ -130,7 +146,9 @@ async def _request_validation_problem(request: Request, error: Exception) -> Res
     )
 
 
-def jobsched_error_problem(error: JobschedError, instance: str) -> JSONResponse:
+def jobsched_error_problem(  # noqa: PLR0911  # one answer per kind of error
+    error: JobschedError, instance: str
+) -> JSONResponse:
     """The problem for an error of the jobsched tree (a 500 for one the API should not see)."""
     if isinstance(error, InvalidInputError):
         return problem_response(
@@ -138,6 +156,13 @@ def jobsched_error_problem(error: JobschedError, instance: str) -> JSONResponse:
             detail=str(error),
             instance=instance,
             errors=[FieldError(error.field, error.message)],
+        )
+    kind = _BODY_KINDS.get(type(error))
+    if kind is not None:
+        field = getattr(error, "field", "body")
+        message = getattr(error, "message", str(error))
+        return problem_response(
+            kind, detail=str(error), instance=instance, errors=[FieldError(field, message)]
         )
     if isinstance(error, NotFoundError):
         return problem_response(
@@ -176,9 +201,26 @@ async def _http_problem(request: Request, error: Exception) -> Response:
         error.status_code, ProblemKind(f"http-{error.status_code}", phrase, error.status_code)
     )
     detail = error.detail if isinstance(error.detail, str) and error.detail else phrase
-    return problem_response(
-        kind, detail=detail, instance=request.url.path, headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if error.status_code == METHOD_NOT_ALLOWED.status:
+        headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
+    return problem_response(kind, detail=detail, instance=request.url.path, headers=headers)
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Every method of every route at the request's path (``HEAD`` with ``GET``), sorted.
+
+    Starlette's own ``Allow`` names only the methods of the first route that matched
+    the path.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def access_problem(

@@ -119,6 +119,12 @@ class ApiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     page_size_max: int = Field(default=500, ge=1)
+    # Request bodies larger than this are refused with 413 before they are read whole;
+    # POST /jobs/batch has its own, larger limit.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # How deeply objects and lists may nest in a request body (422 beyond).
+    max_json_depth: int = Field(default=64, ge=4, le=512)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
@@ -255,6 +261,8 @@ class JobDefaults(Section):
     queue: str = "default"
     timeout_seconds: float | None = Field(default=3600.0, gt=0)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    # A job's (or a trigger's) payload, as compact UTF-8 JSON, may be at most this big.
+    payload_max_bytes: int = Field(default=256 * 1024, ge=1)
 
 
 class RetentionSettings(Section):

@@ -22,7 +22,12 @@ def parse_run_at(value: str | datetime) -> datetime:
     moment = value if isinstance(value, datetime) else _parse_iso_8601(value)
     if moment.utcoffset() is None:
         raise InvalidScheduleError("run_at", f"{str(value)!r} has no UTC offset: {_OFFSET_HINT}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise InvalidScheduleError(
+            "run_at", f"{str(value)!r} is outside the years 1 to 9999 in UTC"
+        ) from error
 
 
 def _parse_iso_8601(text: str) -> datetime:

@@ -68,25 +68,27 @@ async def test_create_refuses_bad_fields(
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "status", "kind"),
     [
-        pytest.param(b'{"type": "noop",', id="truncated JSON"),
-        pytest.param(b"type=noop", id="not JSON"),
-        pytest.param(b"[]", id="a list"),
-        pytest.param(b'"noop"', id="a string"),
-        pytest.param(b"42", id="a number"),
-        pytest.param(b"null", id="null"),
-        pytest.param(b"", id="empty"),
+        pytest.param(b'{"type": "noop",', 400, "malformed-body", id="truncated JSON"),
+        pytest.param(b"type=noop", 400, "malformed-body", id="not JSON"),
+        pytest.param(b'{"type": "n\xffoop"}', 400, "malformed-body", id="invalid UTF-8"),
+        pytest.param(b"[]", 422, "validation-error", id="a list"),
+        pytest.param(b'"noop"', 422, "validation-error", id="a string"),
+        pytest.param(b"42", 422, "validation-error", id="a number"),
+        pytest.param(b"null", 422, "validation-error", id="null"),
+        pytest.param(b"", 422, "validation-error", id="empty"),
     ],
 )
 async def test_create_refuses_a_body_that_is_not_a_json_object(
-    api: httpx.AsyncClient, storage: SQLStorage, content: bytes
+    api: httpx.AsyncClient, storage: SQLStorage, content: bytes, status: int, kind: str
 ) -> None:
     response = await api.post(
         "/jobs", content=content, headers={"content-type": "application/json"}
     )
 
-    assert_problem(response, 422, "body")
+    problem = assert_problem(response, status, "body")
+    assert problem["type"] == f"https://jobsched.dev/problems/{kind}"
     await assert_no_jobs(storage)
 
 
@@ -138,11 +140,11 @@ async def test_patch_refuses_malformed_json(api: httpx.AsyncClient, storage: SQL
     job_id = uuid.UUID(created.json()["id"])
     before = await storage.get_job(job_id)
 
-    for content in (b"{not json", b"[1]"):
+    for content, status in ((b"{not json", 400), (b"[1]", 422)):
         response = await api.patch(
             f"/jobs/{job_id}", content=content, headers={"content-type": "application/json"}
         )
-        assert_problem(response, 422, "body")
+        assert_problem(response, status, "body")
     assert await storage.get_job(job_id) == before
 
 

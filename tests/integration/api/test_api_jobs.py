@@ -57,7 +57,7 @@ async def test_create_stores_every_given_field(api: httpx.AsyncClient, storage: 
         "type": "http",
         "schedule": "30 9 * * 1-5",
         "timezone": "Europe/Berlin",
-        "payload": {"url": "http://hooks.example.com:9/hook", "nested": {"list": [1, 2]}},
+        "payload": {"url": "http://hooks.example.com:9/hook", "body": {"list": [1, 2]}},
         "queue": "reports",
         "priority": -7,
         "timeout_seconds": 12.5,
@@ -248,7 +248,7 @@ async def test_patch_changes_only_the_given_fields(
     response = await api.patch(
         f"/jobs/{created['id']}",
         json={
-            "type": "http",
+            "type": "email",
             "payload": {"b": 2},
             "priority": 9,
             "queue": "other",
@@ -259,7 +259,7 @@ async def test_patch_changes_only_the_given_fields(
 
     assert response.status_code == 200, response.text
     job = response.json()
-    assert job["type"] == "http"
+    assert job["type"] == "email"
     assert job["payload"] == {"b": 2}
     assert job["priority"] == 9
     assert job["queue"] == "other"

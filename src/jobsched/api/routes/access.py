@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -18,11 +18,13 @@ from jobsched.api.access_schemas import (
 )
 from jobsched.api.auth import Admin, audit_entry
 from jobsched.api.dependencies import PageDependency, ServicesDependency
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.schemas import PROBLEM_RESPONSES
 from jobsched.core.access import generate_token, hash_token
+from jobsched.core.errors import InvalidInputError
 from jobsched.storage.base import AuditFilter
 
-router = APIRouter(tags=["access"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=CheckedRoute, tags=["access"], responses=PROBLEM_RESPONSES)
 
 TokenRef = Annotated[
     str, Path(alias="id", min_length=1, max_length=200, description="The token's id or name.")
@@ -101,11 +103,21 @@ async def list_audit(
         target_kind=target_kind,
         target_id=target_id,
         token_name=token,
-        since=since,
-        until=until,
+        since=_in_utc(since, "since"),
+        until=_in_utc(until, "until"),
     )
     found = await services.storage.list_audit(audit_filter, limit=page.limit, cursor=page.cursor)
     return AuditPage(
         items=[AuditOut.from_record(record) for record in found.items],
         next_cursor=found.next_cursor,
     )
+
+
+def _in_utc(moment: datetime | None, field: str) -> datetime | None:
+    """``moment`` in UTC; ``0001-01-01T00:00:00+01:00`` has no UTC time and is refused."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:
+        raise InvalidInputError(field, "is outside the years 1 to 9999 in UTC") from error

@@ -11,11 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from jobsched.api.auth import Role, require
 from jobsched.api.dependencies import ServicesDependency
 from jobsched.api.problems import NOT_READY, FieldError, problem_response
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.schemas import HealthOut, Problem
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(route_class=CheckedRoute, tags=["operations"])
 logger = logging.getLogger(__name__)
 
 
@@ -69,7 +70,7 @@ async def metrics() -> Response:
 
 def router_for(metrics_role: Role | None) -> APIRouter:
     """The operations routes; ``/metrics`` asks for ``metrics_role`` when one is given."""
-    operations = APIRouter(tags=["operations"])
+    operations = APIRouter(route_class=CheckedRoute, tags=["operations"])
     operations.include_router(router)
     dependencies = [Depends(require(metrics_role))] if metrics_role is not None else []
     operations.add_api_route(

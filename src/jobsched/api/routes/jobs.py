@@ -26,6 +26,7 @@ from jobsched.api.job_changes import (
     spec_from_create,
 )
 from jobsched.api.publishing import publish_committed_run
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.schemas import (
     PROBLEM_RESPONSES,
     JobBatch,
@@ -47,7 +48,9 @@ from jobsched.core.errors import (
 from jobsched.core.models import Job, JobSpec, JobStatus
 from jobsched.storage.base import JobFilter
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
+router = APIRouter(
+    route_class=CheckedRoute, prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES
+)
 
 JobId = Annotated[uuid.UUID, Path(alias="id", description="The job's id (a UUID).")]
 
@@ -249,6 +252,8 @@ async def trigger_job(
     A body ``{"payload": {...}}`` replaces the job's payload for this run only.
     """
     payload = body.payload if body is not None else None
+    if payload is not None:
+        services.payload_rules.check_size(payload)
     fields = ("payload",) if payload is not None else ()
     run = await services.storage.trigger_job(
         job_id,

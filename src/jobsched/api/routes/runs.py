@@ -14,13 +14,14 @@ from fastapi import APIRouter, Path, Query, Request
 from jobsched.api.auth import Operator, Reader, audit_entry
 from jobsched.api.dependencies import PageDependency, ServicesDependency
 from jobsched.api.publishing import publish_committed_run
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.routes.jobs import visible_job
 from jobsched.api.schemas import PROBLEM_RESPONSES, RunDetailOut, RunOut, RunPage
 from jobsched.core.access import Principal
 from jobsched.core.errors import NotFoundError
 from jobsched.core.models import RunStatus
 
-router = APIRouter(tags=["runs"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=CheckedRoute, tags=["runs"], responses=PROBLEM_RESPONSES)
 
 RunId = Annotated[uuid.UUID, Path(alias="id", description="The run's id (a UUID).")]
 JobId = Annotated[uuid.UUID, Path(alias="id", description="The job's id (a UUID).")]

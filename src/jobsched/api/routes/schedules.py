@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Query
 
 from jobsched.api.auth import Role, require
 from jobsched.api.dependencies import ServicesDependency
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.schemas import PROBLEM_RESPONSES, SchedulePreview
 from jobsched.core.errors import InvalidInputError, InvalidScheduleError
 from jobsched.schedules import parse_run_at, parse_schedule, preview_fire_times
 
 router = APIRouter(
+    route_class=CheckedRoute,
     prefix="/schedules",
     tags=["schedules"],
     responses=PROBLEM_RESPONSES,

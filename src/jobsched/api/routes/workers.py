@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 
 from jobsched.api.auth import Reader
 from jobsched.api.dependencies import ServicesDependency
+from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.schemas import PROBLEM_RESPONSES, WorkerList, WorkerOut, WorkerStatus
 from jobsched.storage.base import WorkerRecord
 
-router = APIRouter(tags=["workers"], responses=PROBLEM_RESPONSES)
+router = APIRouter(route_class=CheckedRoute, tags=["workers"], responses=PROBLEM_RESPONSES)
 
 
 def worker_status(record: WorkerRecord, now: datetime, silence_seconds: float) -> WorkerStatus:
