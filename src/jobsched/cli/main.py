@@ -29,6 +29,16 @@ from jobsched.monitoring.logs import configure_logging  # noqa: E402
 from jobsched.storage.migrate import head_revision, upgrade_to_head  # noqa: E402
 from jobsched.storage.urls import parse_database_url  # noqa: E402
 
+# Client commands, handed to ``jobsched.cli.client_app`` (typer) before argparse sees them.
+_CLIENT_DESCRIPTIONS = {
+    "jobs": "list, create, change, trigger, pause and delete jobs (over the API)",
+    "runs": "list, watch, cancel and retry runs (over the API)",
+    "workers": "list the workers (over the API)",
+    "schedules": "preview a schedule's fire times (over the API)",
+    "audit": "list the audit log (over the API, admin)",
+    "apply": "make the jobs of the API match a file of job definitions",
+}
+
 _DESCRIPTIONS = {
     "api": "serve the REST API",
     "scheduler": "fire due jobs onto the queue",
@@ -43,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", metavar="FILE", help="YAML config file (default: $JOBSCHED_CONFIG)"
     )
+    parser.add_argument("--version", action="version", version=f"jobsched {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, description in _DESCRIPTIONS.items():
         command = commands.add_parser(name, help=description, description=description)
@@ -53,7 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--host", help="API address (api.host)")
             command.add_argument("--port", type=int, help="API port (api.port)")
     add_token_commands(commands)
+    for name, description in _CLIENT_DESCRIPTIONS.items():
+        # Listed in `jobsched --help` only: main() dispatches them before parsing.
+        commands.add_parser(name, help=description, add_help=False)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("jobsched")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _add_worker_options(command: argparse.ArgumentParser) -> None:
@@ -123,7 +146,12 @@ def _run(service: Coroutine[Any, Any, None]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in _CLIENT_DESCRIPTIONS:
+        from jobsched.cli.client_app import run  # noqa: PLC0415 - service commands skip typer
+
+        return run(arguments)
+    options = build_parser().parse_args(arguments)
     try:
         settings = _apply_options(load_settings(options.config), options)
         configure_logging(settings.logging.level, settings.logging.format)
