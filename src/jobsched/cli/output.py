@@ -84,8 +84,13 @@ def text(value: object) -> str:
     return str(value)
 
 
+# Piped into a file or another program, a table keeps each row on one line.
+_PIPED_WIDTH = 1000
+
+
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    piped = not sys.stdout.isatty()
+    return Console(highlight=False, soft_wrap=False, width=_PIPED_WIDTH if piped else None)
 
 
 def print_records(records: Iterable[Record], kind: type[Record], output: Output) -> None:
