@@ -14,17 +14,18 @@ from tests.clients.server import Server, standalone
 pytestmark = pytest.mark.e2e
 
 JOBS = """\
-# Schedules as a team keeps them in git.
+# Schedules as a team keeps them in git. None fires while the test runs: a job that
+# fires gets a new next_run_at, and so a new updated_at, whatever apply does.
 - name: nightly-report
   type: noop
-  schedule: "@Daily"          # the API keeps "@daily"
+  schedule: "@Yearly"          # the API keeps "@yearly"
   timezone: Europe/Paris
   payload: {report: sales}
   retry: {max_attempts: 5}
   timeout_seconds: 60
 - name: heartbeat
   type: noop
-  schedule: "*/5 * * * *"
+  schedule: "0 3 1 1 *"
   priority: 3
 - name: launch
   type: noop
@@ -44,7 +45,7 @@ def _jobs(server: Server) -> dict[str, dict[str, object]]:
 
 
 def _updated_at(server: Server) -> dict[str, object]:
-    """Each named job's updated_at (not the whole job: a recurring one fires meanwhile)."""
+    """Each named job's updated_at, its version."""
     return {name: job["updated_at"] for name, job in _jobs(server).items()}
 
 
@@ -64,9 +65,9 @@ def test_apply_creates_then_changes_nothing_then_updates_then_prunes(
     assert first.returncode == 0, first.stderr
     assert first.stderr.strip() == "apply: 3 created, 0 updated, 0 deleted, 0 unchanged"
     assert "+ create job nightly-report" in first.stdout
-    assert '    schedule: "@Daily"' in first.stdout
+    assert '    schedule: "@Yearly"' in first.stdout
     jobs = _jobs(own_server)
-    assert jobs["nightly-report"]["schedule"] == "@daily"
+    assert jobs["nightly-report"]["schedule"] == "@yearly"
     assert jobs["nightly-report"]["retry"]["max_attempts"] == 5  # type: ignore[index]
     assert jobs["launch"]["run_at"] == "2031-06-01T07:00:00Z"
 
