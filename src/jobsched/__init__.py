@@ -1,6 +1,7 @@
 """jobsched: a distributed job scheduler.
 
-``jobsched.handler("type")`` registers a handler on the default registry; it is
+``jobsched.handler("type")`` registers a handler on the default registry;
+``jobsched.Client`` and ``jobsched.AsyncClient`` talk to the REST API. Each is
 loaded on first use so that ``import jobsched`` stays cheap for the CLI and API.
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jobsched.client import ApiError, AsyncClient, Client
     from jobsched.worker.registry import handler
 
-__all__ = ["handler"]
+__all__ = ["ApiError", "AsyncClient", "Client", "handler"]
+
+_CLIENT_NAMES = frozenset({"ApiError", "AsyncClient", "Client"})
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from jobsched.worker.registry import handler  # noqa: PLC0415
 
         return handler
+    if name in _CLIENT_NAMES:
+        from jobsched import client  # noqa: PLC0415
+
+        return getattr(client, name)
     raise AttributeError(f"module 'jobsched' has no attribute {name!r}")

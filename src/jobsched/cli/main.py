@@ -19,15 +19,28 @@ signal.signal(signal.SIGTERM, _stop_while_starting)
 
 import argparse  # noqa: E402 - after the early signal handler, on purpose
 import asyncio  # noqa: E402
+import logging  # noqa: E402
 from collections.abc import Callable, Coroutine, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
+from pydantic import ValidationError  # noqa: E402
+
+from jobsched.cli.migrating import migrate_database  # noqa: E402
 from jobsched.cli.tokens import add_token_commands, run_token_command  # noqa: E402
 from jobsched.config.settings import Settings, load_settings  # noqa: E402
-from jobsched.core.errors import JobschedError  # noqa: E402
+from jobsched.core.errors import ConfigurationError, JobschedError  # noqa: E402
 from jobsched.monitoring.logs import configure_logging  # noqa: E402
-from jobsched.storage.migrate import head_revision, upgrade_to_head  # noqa: E402
-from jobsched.storage.urls import parse_database_url  # noqa: E402
+from jobsched.storage.migrate import head_revision  # noqa: E402
+
+# Client commands, handed to ``jobsched.cli.client_app`` (typer) before argparse sees them.
+_CLIENT_DESCRIPTIONS = {
+    "jobs": "list, create, change, trigger, pause and delete jobs (over the API)",
+    "runs": "list, watch, cancel and retry runs (over the API)",
+    "workers": "list the workers (over the API)",
+    "schedules": "preview a schedule's fire times (over the API)",
+    "audit": "list the audit log (over the API, admin)",
+    "apply": "make the jobs of the API match a file of job definitions",
+}
 
 _DESCRIPTIONS = {
     "api": "serve the REST API",
@@ -43,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", metavar="FILE", help="YAML config file (default: $JOBSCHED_CONFIG)"
     )
+    parser.add_argument("--version", action="version", version=f"jobsched {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.set_defaults(subparsers=commands.choices)
     for name, description in _DESCRIPTIONS.items():
         command = commands.add_parser(name, help=description, description=description)
         command.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
@@ -53,7 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--host", help="API address (api.host)")
             command.add_argument("--port", type=int, help="API port (api.port)")
     add_token_commands(commands)
+    for name, description in _CLIENT_DESCRIPTIONS.items():
+        # Listed in `jobsched --help` only: main() dispatches them before parsing.
+        commands.add_parser(name, help=description, add_help=False)
     return parser
+
+
+def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("jobsched")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _add_worker_options(command: argparse.ArgumentParser) -> None:
@@ -90,12 +117,27 @@ def _apply_options(settings: Settings, options: argparse.Namespace) -> Settings:
     merged = settings.model_dump()
     for section, values in updates.items():
         merged[section].update(values)
-    return Settings.model_validate(merged)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as error:
+        first = error.errors()[0]
+        setting = ".".join(str(part) for part in first["loc"][:2])
+        option = _OPTIONS.get(setting, setting)
+        raise ConfigurationError(f"{option} ({setting}): {first['msg']}") from error
+
+
+# The command-line option of each setting it sets, for the one-line error of a bad value.
+_OPTIONS = {
+    "api.host": "--host",
+    "api.port": "--port",
+    "worker.imports": "--import",
+    "worker.concurrency": "--concurrency",
+    "worker.queues": "--queue",
+}
 
 
 def _migrate(settings: Settings) -> None:
-    database = parse_database_url(settings.database.url)
-    upgrade_to_head(database)
+    migrate_database(settings.database.url)
     print(f"database schema at revision {head_revision()}")
 
 
@@ -123,10 +165,23 @@ def _run(service: Coroutine[Any, Any, None]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in _CLIENT_DESCRIPTIONS:
+        from jobsched.cli.client_app import run  # noqa: PLC0415 - service commands skip typer
+
+        return run(arguments)
+    parser = build_parser()
+    options, unknown = parser.parse_known_args(arguments)
+    if unknown:
+        # `jobsched api --prot 8081`: the usage of `api`, not of `jobsched`.
+        command = options.subparsers.get(options.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = _apply_options(load_settings(options.config), options)
         configure_logging(settings.logging.level, settings.logging.format)
+        if options.command != "migrate":
+            # The services' schema check would log alembic's set-up chatter at start.
+            logging.getLogger("alembic").setLevel(logging.WARNING)
         if options.command == "migrate":
             _migrate(settings)
         elif options.command == "tokens":

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Protocol
 
+from jobsched.cli.migrating import migrate_database
 from jobsched.config.settings import Settings
+from jobsched.core.errors import ConfigurationError
 from jobsched.core.network_policy import LOOPBACK_NETWORKS
 from jobsched.monitoring.metrics import export_build_info
 from jobsched.monitoring.server import ReadinessCheck, ops_endpoint
@@ -22,7 +25,6 @@ from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.leadership import leadership_for
-from jobsched.storage.migrate import upgrade_to_head
 from jobsched.storage.notifications import JOBS_CHANNEL, RUNS_CHANNEL, NotificationListener
 from jobsched.storage.urls import parse_database_url
 from jobsched.worker.registry import default_registry, import_handler_modules
@@ -130,6 +132,7 @@ def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncE
 async def serve_api(settings: Settings) -> None:
     from jobsched.cli.http_service import api_server  # noqa: PLC0415 - see http_service
 
+    check_listen_address(settings.api.host, settings.api.port)
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
         await run_until_signalled([api_server(settings, storage, queue, stack)])
@@ -160,6 +163,27 @@ async def serve_worker(settings: Settings) -> None:
             await run_until_signalled([worker])
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """``ConfigurationError`` naming ``api.host`` or ``api.port`` if the API could not listen."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise ConfigurationError(
+            f"api.host {host!r} (--host, JOBSCHED_API_HOST): not an address of this host "
+            f"({getattr(error, 'strerror', None) or error})"
+        ) from error
+    family, kind, protocol, _, address = addresses[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigurationError(
+                f"api.port {port} (--port, JOBSCHED_API_PORT): cannot listen on {host}:{port} "
+                f"({error.strerror}); choose a free port"
+            ) from error
+
+
 def standalone_settings(settings: Settings) -> Settings:
     """``settings`` with loopback admitted for http jobs, unless they say what is admitted.
 
@@ -179,6 +203,8 @@ async def serve_standalone(settings: Settings) -> None:
     """API, scheduler and worker in one process; the schema is migrated first."""
     from jobsched.cli.http_service import api_server  # noqa: PLC0415 - see http_service
 
+    # Before the database is touched: a taken port or a bad host is one line, at once.
+    check_listen_address(settings.api.host, settings.api.port)
     if settings.worker.http.allowed_networks is None:
         logger.info(
             "standalone: http jobs may call loopback addresses (%s), which api and worker "
@@ -186,7 +212,7 @@ async def serve_standalone(settings: Settings) -> None:
             ", ".join(LOOPBACK_NETWORKS),
         )
     settings = standalone_settings(settings)
-    upgrade_to_head(parse_database_url(settings.database.url))
+    migrate_database(settings.database.url)
     async with AsyncExitStack() as stack:
         storage, queue = await _open_backends(settings, stack)
         worker = _worker(settings, storage, queue, stack)

@@ -401,8 +401,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from error
     except UnicodeDecodeError as error:
         raise ConfigurationError(f"config file {path} is not UTF-8 text: {error}") from error
+    except yaml.MarkedYAMLError as error:
+        line = f"line {error.problem_mark.line + 1}: " if error.problem_mark else ""
+        raise ConfigurationError(
+            f"config file {path} is not valid YAML: {line}{error.problem or error.context}"
+        ) from error
     except yaml.YAMLError as error:
-        raise ConfigurationError(f"config file {path} is not valid YAML: {error}") from error
+        detail = " ".join(str(error).split())
+        raise ConfigurationError(f"config file {path} is not valid YAML: {detail}") from error
     if content is None:
         return {}
     if not isinstance(content, dict):

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -157,6 +158,11 @@ class SQLStorage(SQLJobs, SQLFiring, SQLOutbox, SQLRuns, SQLLeases, SQLWorkerReg
             await connection.execute(sa.text("SELECT 1"))
 
     async def check_schema(self) -> None:
+        name = self._engine.url.database if self.dialect == "sqlite" else None
+        path = Path(name) if name and name != ":memory:" else None
+        if path is not None and not path.exists():
+            # Connecting would create an empty file that later looks like a database.
+            raise SchemaOutOfDateError(f"no database at {path}: run `jobsched migrate`")
         async with self._transaction() as connection:
             revision = await connection.run_sync(current_revision)
         head = head_revision()

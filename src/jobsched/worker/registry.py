@@ -36,6 +36,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias, TypeVar, get_args
@@ -243,7 +245,13 @@ def handler(
 
 
 def import_handler_modules(names: Sequence[str]) -> None:
-    """Import the modules that register handlers; ``HandlerError`` (one line) if one fails."""
+    """Import the modules that register handlers; ``HandlerError`` (one line) if one fails.
+
+    The current directory is searched first, as ``python -m`` does, so that
+    ``--import myapp.handlers`` finds ``./myapp`` without ``PYTHONPATH=.``.
+    """
+    if names and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for name in names:
         try:
             importlib.import_module(name)
