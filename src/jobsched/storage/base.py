@@ -396,6 +396,19 @@ class Storage(Protocol):
         for any other status, and nothing is written.
         """
 
+    async def delete_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Delete a finished run with its attempts (the dashboard's bulk delete of dead runs).
+
+        ``NotFoundError`` for an unknown run; ``ConflictError("status")`` for one that
+        is queued, running or retrying, and nothing is written.
+        """
+
     # --- worker registry ----------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> WorkerRecord:

@@ -152,6 +152,7 @@ def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
     """A page in a fresh context; fails the test on console errors or foreign requests."""
     context: BrowserContext = browser.new_context(base_url=dashboard.url)
     watched = Watched()
+    context.set_default_timeout(5000)
     opened = context.new_page()
     opened.on(
         "console",

@@ -7,13 +7,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from jobsched.api.ui.sessions import CSRF_FIELD, Viewer
 
 HTMX_FILE = "vendor/htmx-2.0.11.min.js"
+# What a page says after an action redirected to it (``?done=<code>``): only these,
+# so a link cannot make the dashboard say anything else.
+DONE_MESSAGES = {
+    "created": "Job created.",
+    "triggered": "Triggered: the new run is below.",
+    "paused": "Paused.",
+    "resumed": "Resumed.",
+    "saved": "Saved.",
+    "deleted": "Job deleted, with its runs.",
+    "cancelled": "Cancelled.",
+    "retried": "Queued again.",
+    "bulk-retried": "The selected runs are queued again.",
+    "bulk-deleted": "The selected runs are deleted.",
+}
 
 
 def _utc_text(moment: datetime) -> str:
@@ -78,6 +92,7 @@ def render(
         "viewer": viewer,
         "settings": request.app.state.services.settings,
         "path": request.url.path,
+        "done": DONE_MESSAGES.get(request.query_params.get("done", "")),
         **(context or {}),
     }
     html = environment.get_template(template).render(values)
@@ -85,3 +100,9 @@ def render(
     if viewer is not None:
         viewer.set_cookies(request, response)
     return response
+
+
+def see_after(path: str, done: str) -> RedirectResponse:
+    """After a POST, the page to look at (Post/Redirect/Get), saying what was done."""
+    assert done in DONE_MESSAGES, done
+    return RedirectResponse(f"{path}{'&' if '?' in path else '?'}done={done}", status_code=303)
