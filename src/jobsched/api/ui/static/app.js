@@ -39,6 +39,11 @@
         if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
       });
     });
+    document.querySelectorAll("button[data-confirm]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        if (!window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+      });
+    });
     document.querySelectorAll("input[data-select-all]").forEach(function (box) {
       box.addEventListener("change", function () {
         var name = box.getAttribute("data-select-all");
