@@ -37,3 +37,11 @@ async def short_sleep(payload: dict[str, Any], context: Any) -> None:
     enough that thousands of runs pass through a few workers in seconds.
     """
     await asyncio.sleep(random.uniform(payload["min_seconds"], payload["max_seconds"]))  # noqa: S311 - not security
+
+
+@jobsched.handler("counting")
+async def counting(payload: dict[str, Any], context: Any) -> None:
+    """Reports ``{"step": n}`` for each of ``payload["steps"]`` steps of ``["step_seconds"]``."""
+    for step in range(1, payload["steps"] + 1):
+        await context.report_progress({"step": step})
+        await asyncio.sleep(payload["step_seconds"])

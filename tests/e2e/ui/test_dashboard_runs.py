@@ -73,6 +73,21 @@ def test_cancel_a_running_run_then_retry_it(page: Page, dashboard: Dashboard) ->
     assert _run_column(dashboard, run_id, "status") == "succeeded"
 
 
+def test_the_run_page_shows_progress_live(page: Page, dashboard: Dashboard) -> None:
+    job = dashboard.create_job(type="counting", payload={"steps": 5, "step_seconds": 1.0})
+    run_id = _trigger(dashboard, job["id"])
+    login(page, dashboard.admin_token)
+    page.goto(f"/ui/runs/{run_id}")
+    progress = page.locator("#attempts li[data-attempt='1'] .attempt-progress")
+    expect(progress).to_contain_text('"step": ', timeout=10000)
+    first = progress.inner_text()
+    # Later reports replace it on the page as the worker's heartbeats store them.
+    expect(progress).not_to_have_text(first, timeout=10000)
+    expect(page.locator("#run-live")).to_have_attribute("data-status", "succeeded", timeout=15000)
+    # The last report is the attempt's result (the handler returned none).
+    expect(page.locator("#attempts li[data-attempt='1']")).to_contain_text('"step": 5')
+
+
 def test_retry_dead_runs_singly_and_in_bulk_then_delete_them(
     page: Page, dashboard: Dashboard
 ) -> None:
