@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck services tools migrate bench clean
+.PHONY: run test lint typecheck services tools migrate bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ typecheck: $(VENV)/.installed-dev
 ## test: lint, type-check and run the whole suite against the real services
 test: $(VENV)/.installed-dev services tools lint typecheck
 	$(BIN)/pytest
+
+## screenshots: regenerate docs/images/ (the dashboard's pages, by its browser tests, on SQLite)
+screenshots: $(VENV)/.installed-dev services tools
+	JOBSCHED_UI_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/pytest -q tests/e2e/ui/test_dashboard_pages.py -k sqlite
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

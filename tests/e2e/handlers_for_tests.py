@@ -43,3 +43,11 @@ async def short_sleep(payload: dict[str, Any], context: Any) -> None:
 async def chatty(payload: dict[str, Any], context: Any) -> None:
     """Logs one line through the run's logger."""
     context.logger.info("working on %s", payload["item"])
+
+
+@jobsched.handler("counting")
+async def counting(payload: dict[str, Any], context: Any) -> None:
+    """Reports ``{"step": n}`` for each of ``payload["steps"]`` steps of ``["step_seconds"]``."""
+    for step in range(1, payload["steps"] + 1):
+        await context.report_progress({"step": step})
+        await asyncio.sleep(payload["step_seconds"])

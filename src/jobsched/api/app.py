@@ -28,6 +28,7 @@ from jobsched.api.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
 from jobsched.api.request_checks import CheckedRoute
 from jobsched.api.routes import access, health, jobs, runs, schedules, workers
 from jobsched.api.schemas import Problem, ProblemFieldError
+from jobsched.api.ui import install_ui
 from jobsched.config.settings import Settings
 from jobsched.queue.base import RunQueue
 from jobsched.storage.base import Storage
@@ -100,6 +101,8 @@ def create_app(
     metrics_role = Role.READ if settings.api.auth.protect_metrics else None
     app.include_router(health.router_for(metrics_role))
     _serve_documentation(app)
+    if settings.api.ui.enabled:
+        install_ui(app)
     return app
 
 

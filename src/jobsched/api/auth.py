@@ -145,7 +145,10 @@ class Authenticator:
 
     async def principal_for(self, token: str) -> Principal:
         """The caller holding ``token``; ``AuthenticationError`` unless it is usable now."""
-        digest = hash_token(token)
+        return await self.principal_for_hash(hash_token(token))
+
+    async def principal_for_hash(self, digest: str) -> Principal:
+        """The caller holding the token of this SHA-256 (a dashboard session keeps only it)."""
         for known, principal in self._config_tokens.items():
             if same_hash(known, digest):
                 return principal

@@ -115,6 +115,15 @@ class AuthSettings(Section):
     protect_metrics: bool = False
 
 
+class UiSettings(Section):
+    # The web dashboard at /ui/ (and / redirecting there), served by api and standalone.
+    enabled: bool = True
+    # How long a dashboard sign-in lasts; logging out ends it at once.
+    session_seconds: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600)
+    # How often live parts of a page (overview, run progress, lists) refresh.
+    refresh_seconds: float = Field(default=3.0, ge=0.5, le=3600)
+
+
 class ApiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -126,6 +135,7 @@ class ApiSettings(Section):
     # How deeply objects and lists may nest in a request body (422 beyond).
     max_json_depth: int = Field(default=64, ge=4, le=512)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
 
 class MetricsSettings(Section):

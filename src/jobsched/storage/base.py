@@ -81,6 +81,8 @@ class JobFilter:
     type: str | None = None
     status: JobStatus | None = None
     queue: str | None = None
+    # A case-insensitive substring of the job's name or type (the dashboard's search).
+    search: str | None = None
     # The caller's queue scope: only jobs of these queues (None: every queue).
     queues: frozenset[str] | None = None
 
@@ -93,6 +95,34 @@ class AuditFilter:
     token_name: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UiSession:
+    """A dashboard sign-in, found by its id's hash: it stands for the token it was opened with."""
+
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteActivity:
+    """Attempts of one minute (its start, UTC): started, succeeded and failed in it."""
+
+    minute: datetime
+    started: int
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunMark:
+    """One run as a job's status strip shows it."""
+
+    id: uuid.UUID
+    status: RunStatus
+    scheduled_for: datetime
 
 
 class Storage(Protocol):
@@ -369,6 +399,19 @@ class Storage(Protocol):
         for any other status, and nothing is written.
         """
 
+    async def delete_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Delete a finished run with its attempts (the dashboard's bulk delete of dead runs).
+
+        ``NotFoundError`` for an unknown run; ``ConflictError("status")`` for one that
+        is queued, running or retrying, and nothing is written.
+        """
+
     # --- worker registry ----------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> WorkerRecord:
@@ -449,3 +492,29 @@ class Storage(Protocol):
 
     async def prune_audit(self, before: datetime, batch_size: int) -> int:
         """Retention: delete up to ``batch_size`` audit rows older than ``before``."""
+
+    # --- the dashboard -------------------------------------------------------------
+
+    async def create_ui_session(
+        self, *, session_hash: str, token_hash: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Store a sign-in by its id's hash; expired sign-ins are deleted meanwhile."""
+
+    async def find_ui_session(self, session_hash: str) -> UiSession | None:
+        """The sign-in with this hash, expired or not (the caller decides)."""
+
+    async def delete_ui_session(self, session_hash: str) -> None:
+        """End a sign-in (logging out); an unknown hash is ignored."""
+
+    async def run_status_counts(self, *, queues: frozenset[str] | None = None) -> dict[str, int]:
+        """How many runs are in each status now (statuses with none are left out)."""
+
+    async def attempts_per_minute(
+        self, since: datetime, *, queues: frozenset[str] | None = None
+    ) -> list[MinuteActivity]:
+        """Attempts started, succeeded and failed per minute since ``since``, oldest first."""
+
+    async def recent_runs_of_jobs(
+        self, job_ids: Sequence[uuid.UUID], per_job: int
+    ) -> dict[uuid.UUID, list[RunMark]]:
+        """The last ``per_job`` runs of each of the jobs, newest fire time first."""

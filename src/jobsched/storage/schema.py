@@ -174,6 +174,8 @@ attempts = sa.Table(
     # The handler's latest progress report, written by the worker's lease renewals.
     sa.Column("progress", Json, nullable=True),
     sa.UniqueConstraint("run_id", "attempt"),
+    # The dashboard's activity chart: attempts started in the last hour.
+    sa.Index("ix_attempts_started_at", "started_at"),
 )
 
 # The worker registry: what each worker process said about itself, and its last
@@ -234,4 +236,16 @@ audit_events = sa.Table(
     sa.Column("fields", Json, nullable=False),
     sa.Index("ix_audit_events_at", "at"),
     sa.Index("ix_audit_events_target", "target_kind", "target_id"),
+)
+
+# Dashboard sign-ins: the SHA-256 of each session id (the cookie) and of the token it
+# was opened with. Logging out deletes the row; an expired one is deleted at sign-in.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_ui_sessions_expires_at", "expires_at"),
 )

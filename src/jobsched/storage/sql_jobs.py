@@ -110,6 +110,14 @@ class SQLJobs(SQLStorageBase):
             query = query.where(jobs.c.queue == job_filter.queue)
         if job_filter.queues is not None:
             query = query.where(jobs.c.queue.in_(sorted(job_filter.queues)))
+        if job_filter.search:
+            pattern = "%" + _escape_like(job_filter.search.lower()) + "%"
+            query = query.where(
+                sa.or_(
+                    sa.func.lower(jobs.c.name).like(pattern, escape="\\"),
+                    sa.func.lower(jobs.c.type).like(pattern, escape="\\"),
+                )
+            )
         if cursor is not None:
             (after_id,) = decode_cursor(cursor, 1)
             query = query.where(jobs.c.id > uuid_from_cursor(after_id))
@@ -258,3 +266,8 @@ def _new_job(spec: JobSpec, next_run_at: datetime | None, now: datetime) -> Job:
         misfire_grace_seconds=spec.misfire_grace_seconds,
         concurrency_policy=spec.concurrency_policy,
     )
+
+
+def _escape_like(text: str) -> str:
+    """``text`` matched literally by LIKE: its wildcards and the escape itself escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

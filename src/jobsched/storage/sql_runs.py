@@ -180,6 +180,24 @@ class SQLRuns(SQLStorageBase):
             await write_audit(connection, audit, self._now(), target_kind="run", target_id=run_id)
             return run_from_row(retried.mappings().one())
 
+    async def delete_run(
+        self,
+        run_id: uuid.UUID,
+        *,
+        queues: frozenset[str] | None = None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        async with self._transaction() as connection:
+            row = await self._locked_run_row(connection, run_id, queues)
+            status = RunStatus(row["status"])
+            if not status.is_final:
+                raise ConflictError(
+                    "status", f"the run is {status.value}; only a finished run can be deleted"
+                )
+            await connection.execute(sa.delete(attempts).where(attempts.c.run_id == run_id))
+            await connection.execute(sa.delete(runs).where(runs.c.id == run_id))
+            await write_audit(connection, audit, self._now(), target_kind="run", target_id=run_id)
+
 
 def _with_fresh_attempt_budget(retry: dict[str, Any], attempt: int) -> dict[str, Any]:
     """``retry`` allowing as many attempts after ``attempt`` as the run first had."""
