@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "latency": "bench.latency_bench",
     "scheduler": "bench.scheduler_bench",
     "worker": "bench.worker_bench",
+    "dashboard": "bench.dashboard_bench",
 }
 
 logger = logging.getLogger("bench")

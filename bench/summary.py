@@ -30,7 +30,7 @@ HEADERS = ["scenario", "queue backend", "metric", "jobsched", "baseline", "basel
 
 
 # The scenarios of the performance issue, in its order; then the extra worker figures.
-SCENARIO_ORDER = ("drain", "create", "latency", "scheduler", "resources", "worker")
+SCENARIO_ORDER = ("drain", "create", "latency", "scheduler", "resources", "worker", "dashboard")
 BACKEND_ORDER = ("database", "redis", "rabbitmq")
 
 

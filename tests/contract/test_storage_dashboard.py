@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from jobsched.core.errors import ConflictError, NotFoundError
-from jobsched.core.models import AttemptStatus, RunStatus
+from jobsched.core.errors import ConflictError, InvalidInputError, NotFoundError
+from jobsched.core.models import AttemptStatus, Job, RunStatus
 from jobsched.storage.base import AttemptOutcome, JobFilter, Storage
 from jobsched.storage.schema import attempts, runs
-from tests.contract.storage_scenario import StorageScenario
+from tests.contract.storage_scenario import EPOCH, StorageScenario
 
 
 async def test_a_session_is_found_by_its_hash_until_deleted(storage: Storage) -> None:
@@ -118,3 +118,45 @@ async def test_figures_count_runs_by_status_and_attempts_by_minute(
         before - timedelta(minutes=1), queues=frozenset({"default"})
     )
     assert elsewhere == []
+
+
+async def _all_pages(storage: Storage, job_filter: JobFilter, limit: int) -> list[object]:
+    seen: list[object] = []
+    cursor = None
+    while True:
+        page = await storage.list_jobs(job_filter, limit=limit, cursor=cursor)
+        seen.extend(job.id for job in page.items)
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("sort", ["name", "next_run"])
+async def test_sorted_pages_hold_every_job_once_in_order_nulls_last(
+    scenario: StorageScenario, sort: str
+) -> None:
+    base = EPOCH
+    made = [
+        await scenario.job(name="b", next_run_at=base + timedelta(minutes=2)),
+        await scenario.job(name=None, next_run_at=base + timedelta(minutes=1)),
+        await scenario.job(name="a", next_run_at=None),
+        await scenario.job(name="c", next_run_at=base + timedelta(minutes=1)),
+        await scenario.job(name=None, next_run_at=None),
+    ]
+    job_filter = JobFilter(sort=sort)  # type: ignore[arg-type]  # parametrized
+    ordered = await _all_pages(scenario.storage, job_filter, limit=2)
+
+    def key(job: Job) -> tuple[bool, object, str]:
+        value = job.name if sort == "name" else job.next_run_at
+        return (value is None, value or "", str(job.id))
+
+    assert ordered == [job.id for job in sorted(made, key=key)]
+
+
+async def test_a_cursor_of_another_order_is_refused(scenario: StorageScenario) -> None:
+    for name in ("x", "y"):
+        await scenario.job(name=name)
+    page = await scenario.storage.list_jobs(JobFilter(), limit=1, cursor=None)
+    assert page.next_cursor is not None
+    with pytest.raises(InvalidInputError):
+        await scenario.storage.list_jobs(JobFilter(sort="name"), limit=1, cursor=page.next_cursor)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from jobsched.core.access import ApiToken, AuditEntry, AuditRecord, Role
 from jobsched.core.models import (
@@ -76,6 +76,11 @@ class RescueReport:
     dead: list[Run] = field(default_factory=list)
 
 
+# How a list of jobs is ordered: creation (the default), name or next fire time, each
+# ascending with jobs lacking the value last, ties broken by id.
+JobSort = Literal["created", "name", "next_run"]
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     type: str | None = None
@@ -83,6 +88,7 @@ class JobFilter:
     queue: str | None = None
     # A case-insensitive substring of the job's name or type (the dashboard's search).
     search: str | None = None
+    sort: JobSort = "created"
     # The caller's queue scope: only jobs of these queues (None: every queue).
     queues: frozenset[str] | None = None
 

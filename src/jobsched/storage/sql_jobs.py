@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from jobsched.core.access import AuditEntry
-from jobsched.core.errors import ConflictError, NotFoundError
+from jobsched.core.errors import ConflictError, InvalidInputError, NotFoundError
 from jobsched.core.ids import new_id
 from jobsched.core.models import Job, JobSpec, JobStatus, Page, Run, RunStatus, RunTrigger
 from jobsched.storage.base import JobFilter
@@ -101,30 +101,23 @@ class SQLJobs(SQLStorageBase):
     async def list_jobs(
         self, job_filter: JobFilter, *, limit: int, cursor: str | None
     ) -> Page[Job]:
-        query = sa.select(jobs).order_by(jobs.c.id).limit(limit + 1)
-        if job_filter.type is not None:
-            query = query.where(jobs.c.type == job_filter.type)
-        if job_filter.status is not None:
-            query = query.where(jobs.c.status == job_filter.status.value)
-        if job_filter.queue is not None:
-            query = query.where(jobs.c.queue == job_filter.queue)
-        if job_filter.queues is not None:
-            query = query.where(jobs.c.queue.in_(sorted(job_filter.queues)))
-        if job_filter.search:
-            pattern = "%" + _escape_like(job_filter.search.lower()) + "%"
-            query = query.where(
-                sa.or_(
-                    sa.func.lower(jobs.c.name).like(pattern, escape="\\"),
-                    sa.func.lower(jobs.c.type).like(pattern, escape="\\"),
-                )
-            )
-        if cursor is not None:
-            (after_id,) = decode_cursor(cursor, 1)
-            query = query.where(jobs.c.id > uuid_from_cursor(after_id))
+        query = _filtered_jobs(job_filter).limit(limit + 1)
+        if job_filter.sort == "created":
+            query = query.order_by(jobs.c.id)
+            if cursor is not None:
+                (after_id,) = decode_cursor(cursor, 1)
+                query = query.where(jobs.c.id > uuid_from_cursor(after_id))
+        else:
+            column = jobs.c.name if job_filter.sort == "name" else jobs.c.next_run_at
+            query = query.order_by(column.asc().nulls_last(), jobs.c.id)
+            if cursor is not None:
+                query = query.where(_after_sorted_cursor(column, job_filter.sort, cursor))
         async with self._single_statement() as connection:
             rows = (await connection.execute(query)).mappings().all()
         items = [job_from_row(row) for row in rows[:limit]]
-        next_cursor = encode_cursor(str(items[-1].id)) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = _job_cursor(items[-1], job_filter.sort)
         return Page(items=items, next_cursor=next_cursor)
 
     async def update_job(
@@ -271,3 +264,58 @@ def _new_job(spec: JobSpec, next_run_at: datetime | None, now: datetime) -> Job:
 def _escape_like(text: str) -> str:
     """``text`` matched literally by LIKE: its wildcards and the escape itself escaped."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filtered_jobs(job_filter: JobFilter) -> sa.Select[Any]:
+    query = sa.select(jobs)
+    if job_filter.type is not None:
+        query = query.where(jobs.c.type == job_filter.type)
+    if job_filter.status is not None:
+        query = query.where(jobs.c.status == job_filter.status.value)
+    if job_filter.queue is not None:
+        query = query.where(jobs.c.queue == job_filter.queue)
+    if job_filter.queues is not None:
+        query = query.where(jobs.c.queue.in_(sorted(job_filter.queues)))
+    if job_filter.search:
+        pattern = "%" + _escape_like(job_filter.search.lower()) + "%"
+        query = query.where(
+            sa.or_(
+                sa.func.lower(jobs.c.name).like(pattern, escape="\\"),
+                sa.func.lower(jobs.c.type).like(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+def _job_cursor(job: Job, sort: str) -> str:
+    if sort == "created":
+        return encode_cursor(str(job.id))
+    if sort == "name":
+        return encode_cursor(job.name, str(job.id))
+    next_run = job.next_run_at.isoformat() if job.next_run_at is not None else None
+    return encode_cursor(next_run, str(job.id))
+
+
+def _after_sorted_cursor(
+    column: sa.ColumnElement[Any], sort: str, cursor: str
+) -> sa.ColumnElement[bool]:
+    """Rows after the cursor's (value, id) in ``column`` ascending, nulls last, then id."""
+    value, after_id_text = decode_cursor(cursor, 2)
+    after_id = uuid_from_cursor(after_id_text)
+    if value is None:
+        return sa.and_(column.is_(None), jobs.c.id > after_id)
+    if not isinstance(value, str):
+        raise InvalidInputError("cursor", "not a cursor returned by this API")
+    bound: Any = value
+    if sort == "next_run":
+        try:
+            bound = datetime.fromisoformat(value)
+        except ValueError as error:
+            raise InvalidInputError("cursor", "not a cursor returned by this API") from error
+        if bound.tzinfo is None:
+            raise InvalidInputError("cursor", "not a cursor returned by this API")
+    return sa.or_(
+        column > bound,
+        sa.and_(column == bound, jobs.c.id > after_id),
+        column.is_(None),
+    )

@@ -71,6 +71,13 @@ def test_the_list_filters_and_explains_schedules(page: Page, dashboard: Dashboar
     page.goto(f"/ui/jobs?queue=elsewhere&q={marker}")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(f"other-{marker}")
+    page.goto(f"/ui/jobs?q={marker}")
+    page.select_option("#sort", "name")
+    page.click("text=Filter")
+    expect(page).to_have_url(re.compile(r".*sort=name.*"))
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text(f"other-{marker}")
+    expect(rows.nth(1)).to_contain_text(f"report-{marker}")
 
 
 def test_trigger_pause_resume_edit_and_delete_with_the_buttons(

@@ -32,7 +32,7 @@ from jobsched.core.errors import (
 )
 from jobsched.core.models import Job, JobStatus, JsonObject
 from jobsched.core.redaction import redact_headers
-from jobsched.storage.base import JobFilter
+from jobsched.storage.base import JobFilter, JobSort
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -56,6 +56,14 @@ def _job_status(text: str | None) -> JobStatus | None:
         raise InvalidInputError("status", "must be active, paused or completed") from None
 
 
+def _job_sort(text: str | None) -> JobSort:
+    if not text or text == "created":
+        return "created"
+    if text in {"name", "next_run"}:
+        return "name" if text == "name" else "next_run"
+    raise InvalidInputError("sort", "must be created, name or next_run")
+
+
 @router.get("/jobs")
 async def jobs_page(
     *,
@@ -66,9 +74,12 @@ async def jobs_page(
     type: TextQuery = None,
     queue: TextQuery = None,
     status: TextQuery = None,
+    sort: TextQuery = None,
     cursor: CursorQuery = None,
 ) -> Response:
+    order = _job_sort(sort)
     job_filter = JobFilter(
+        sort=order,
         search=(q or "").strip() or None,
         type=type or None,
         queue=queue or None,
@@ -77,7 +88,13 @@ async def jobs_page(
     )
     found = await services.storage.list_jobs(job_filter, limit=PAGE_SIZE, cursor=cursor or None)
     strips = await services.storage.recent_runs_of_jobs([job.id for job in found.items], STRIP_RUNS)
-    filters = {"q": q or "", "type": type or "", "queue": queue or "", "status": status or ""}
+    filters = {
+        "q": q or "",
+        "type": type or "",
+        "queue": queue or "",
+        "status": status or "",
+        "sort": order,
+    }
     context = {
         "jobs": found.items,
         "next_cursor": found.next_cursor,
