@@ -119,6 +119,8 @@ class ApiSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     page_size_max: int = Field(default=500, ge=1)
+    # How long the first answer to an Idempotency-Key is kept and replayed.
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0, le=30 * 86400)
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
 

@@ -29,6 +29,7 @@ from jobsched.storage.migrate import current_revision, head_revision
 from jobsched.storage.schema import UTCDateTime
 from jobsched.storage.sql_access import SQLAccess
 from jobsched.storage.sql_firing import SQLFiring
+from jobsched.storage.sql_idempotency import SQLIdempotency
 from jobsched.storage.sql_jobs import SQLJobs
 from jobsched.storage.sql_leases import SQLLeases
 from jobsched.storage.sql_outbox import SQLOutbox
@@ -95,7 +96,16 @@ def _ping_connections_idle_since(engine: AsyncEngine, idle_seconds: float) -> No
     sa.event.listen(engine.sync_engine, "checkout", checked_out)
 
 
-class SQLStorage(SQLJobs, SQLFiring, SQLOutbox, SQLRuns, SQLLeases, SQLWorkerRegistry, SQLAccess):
+class SQLStorage(
+    SQLJobs,
+    SQLFiring,
+    SQLOutbox,
+    SQLRuns,
+    SQLLeases,
+    SQLWorkerRegistry,
+    SQLAccess,
+    SQLIdempotency,
+):
     """The storage contract (``storage.base.Storage``) over one SQLAlchemy async engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -235,3 +235,19 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_at", "at"),
     sa.Index("ix_audit_events_target", "target_kind", "target_id"),
 )
+
+# The first answer to each request made with an Idempotency-Key, replayed to its
+# repeats until expires_at. status_code is null while the first request is running.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(300), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("response_body", Json, nullable=True),
+    sa.Column("location", sa.String(500), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+)
