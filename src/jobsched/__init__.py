@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jobsched.client import ApiError, AsyncClient, Client
+    from jobsched.transactional import enqueue, enqueue_async
     from jobsched.worker.registry import handler
 
-__all__ = ["ApiError", "AsyncClient", "Client", "handler"]
+__all__ = ["ApiError", "AsyncClient", "Client", "enqueue", "enqueue_async", "handler"]
 
 _CLIENT_NAMES = frozenset({"ApiError", "AsyncClient", "Client"})
 
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> Any:
         from jobsched.worker.registry import handler  # noqa: PLC0415
 
         return handler
+    if name in ("enqueue", "enqueue_async"):
+        from jobsched import transactional  # noqa: PLC0415
+
+        return getattr(transactional, name)
     if name in _CLIENT_NAMES:
         from jobsched import client  # noqa: PLC0415
 

@@ -86,6 +86,7 @@ def test_422_prints_the_field_at_fault_and_the_detail(server: Server) -> None:
         "jobs", "create", "--type", "noop", "--schedule", "61 * * * *", env=server.cli_env()
     )
     assert line.startswith("jobsched: error: 422 The request is not valid: schedule: ")
+    assert "schedule: schedule:" not in line
     line = one_line_error(
         "jobs", "create", "--type", "noop", "--priority", "1000", env=server.cli_env()
     )

@@ -113,6 +113,7 @@ def test_problems_are_typed_errors(server: Server) -> None:
     assert (invalid.value.status, invalid.value.field) == (422, "schedule")
     assert invalid.value.type.endswith("/validation-error")
     assert str(invalid.value).startswith("422 The request is not valid: schedule: ")
+    assert "schedule: schedule:" not in str(invalid.value)
 
     with Client(server.url, token=BAD_TOKEN) as stranger, pytest.raises(ApiError) as refused:
         list(stranger.jobs.list())

@@ -92,9 +92,8 @@ def _carry_out(client: Client, result: Plan, ids: dict[str, str]) -> None:
             client.jobs.delete(job.id)
             done += 1
     except ApiError as error:
-        where = f"{error.field}: " if error.field else ""
         raise CliError(
-            f"apply stopped {what}: {error.status} {where}{error.detail} "
+            f"apply stopped {what}: {error.status} {error.message} "
             f"({done} change(s) made before it)"
         ) from error
 

@@ -59,8 +59,7 @@ def describe(error: ApiError, target: Target) -> str:
         return f"{target.url} refused the token from {target.token_source}: {error.detail}"
     if error.status == 403:
         return f"the token from {target.token_source} may not do this: {error.detail}"
-    where = f"{error.field}: " if error.field else ""
-    return f"{error.status} {error.title}: {where}{error.detail}"
+    return str(error)
 
 
 @contextmanager

@@ -43,6 +43,12 @@ PriorityOption = Annotated[int | None, typer.Option("--priority", help="-100..10
 TimeoutOption = Annotated[
     float | None, typer.Option("--timeout", help="seconds an attempt may take")
 ]
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key", help="a repeat with this key gets the first answer, not a copy"
+    ),
+]
 AttemptsOption = Annotated[
     int | None, typer.Option("--max-attempts", help="attempts before the run is dead")
 ]
@@ -112,6 +118,7 @@ def create_job(
     priority: PriorityOption = None,
     timeout: TimeoutOption = None,
     max_attempts: AttemptsOption = None,
+    idempotency_key: KeyOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
     profile: ProfileOption = None,
@@ -132,7 +139,7 @@ def create_job(
     if "type" not in body:
         raise CliError("jobs create needs --type (or a 'type' field in -f FILE)")
     with connect(url, token, profile) as client:
-        print_record(client.jobs.create(body), output)
+        print_record(client.jobs.create(body, idempotency_key=idempotency_key), output)
 
 
 @app.command("update")
@@ -195,6 +202,7 @@ def trigger_job(
     payload: Annotated[
         str | None, typer.Option("--payload", help="a JSON object for this run only")
     ] = None,
+    idempotency_key: KeyOption = None,
     url: UrlOption = None,
     token: TokenOption = None,
     profile: ProfileOption = None,
@@ -203,7 +211,9 @@ def trigger_job(
     """Run a job now (its schedule is unchanged); prints the new run."""
     with connect(url, token, profile) as client:
         run = client.jobs.trigger(
-            job_id(client, job), payload=parse_json_option("--payload", payload)
+            job_id(client, job),
+            payload=parse_json_option("--payload", payload),
+            idempotency_key=idempotency_key,
         )
         print_record(run, output)
 

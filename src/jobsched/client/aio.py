@@ -74,7 +74,11 @@ class AsyncClient:
         """The decoded answer; ``ApiError`` or ``UnreachableError`` otherwise."""
         try:
             response = await self._http.request(
-                call.method, call.path, params=call.params or None, json=call.body
+                call.method,
+                call.path,
+                params=call.params or None,
+                json=call.body,
+                headers=call.headers or None,
             )
         except httpx.TransportError as error:
             raise transport.unreachable(self.url, error) from error
@@ -124,9 +128,28 @@ class Jobs(_Resource):
     async def get(self, job_id: Id) -> Job:
         return await self._client.one(Call("GET", calls.job_path(job_id)), Job)
 
-    async def create(self, body: Mapping[str, Any] | None = None, /, **fields: Any) -> Job:
-        """``POST /jobs`` with the fields of ``body`` and then ``fields``."""
-        return await self._client.one(Call("POST", "/jobs", body=calls.job_body(body, fields)), Job)
+    async def create(
+        self,
+        body: Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """``POST /jobs`` with the fields of ``body`` and then ``fields``.
+
+        With ``idempotency_key``, a repeat (a retry after a lost answer, say) gets the
+        job the first request created instead of a second job.
+        """
+        return await self._client.one(
+            Call(
+                "POST",
+                "/jobs",
+                body=calls.job_body(body, fields),
+                headers=calls.idempotency(idempotency_key),
+            ),
+            Job,
+        )
 
     async def update(
         self, job_id: Id, body: Mapping[str, Any] | None = None, /, **fields: Any
@@ -138,11 +161,26 @@ class Jobs(_Resource):
     async def delete(self, job_id: Id) -> None:
         await self._client.send(Call("DELETE", calls.job_path(job_id)))
 
-    async def trigger(self, job_id: Id, *, payload: Mapping[str, Any] | None = None) -> Run:
-        """A run due now; ``payload`` replaces the job's for this run only."""
+    async def trigger(
+        self,
+        job_id: Id,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """A run due now; ``payload`` replaces the job's for this run only.
+
+        With ``idempotency_key``, a repeat gets the first request's run, not another.
+        """
         body = {"payload": dict(payload)} if payload is not None else None
         return await self._client.one(
-            Call("POST", calls.job_path(job_id, "trigger"), body=body), Run
+            Call(
+                "POST",
+                calls.job_path(job_id, "trigger"),
+                body=body,
+                headers=calls.idempotency(idempotency_key),
+            ),
+            Run,
         )
 
     async def pause(self, job_id: Id) -> Job:

@@ -17,6 +17,7 @@ class Call:
     path: str
     params: dict[str, Any] = field(default_factory=dict)
     body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
 
     def with_cursor(self, cursor: str | None, page_size: int | None) -> Call:
         params = dict(self.params)
@@ -24,7 +25,12 @@ class Call:
             params["cursor"] = cursor
         if page_size is not None:
             params["limit"] = page_size
-        return Call(self.method, self.path, params, self.body)
+        return Call(self.method, self.path, params, self.body, self.headers)
+
+
+def idempotency(key: str | None) -> dict[str, str]:
+    """The ``Idempotency-Key`` header: repeats with the same key get the first answer."""
+    return {"Idempotency-Key": key} if key is not None else {}
 
 
 def query(**values: object) -> dict[str, Any]:

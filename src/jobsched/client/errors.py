@@ -49,9 +49,15 @@ class ApiError(ClientError):
     def field(self) -> str | None:
         return self.errors[0].field if self.errors else None
 
+    @property
+    def message(self) -> str:
+        """The detail, led by the field at fault (the API's details often name it already)."""
+        if self.field and not self.detail.startswith(f"{self.field}:"):
+            return f"{self.field}: {self.detail}"
+        return self.detail
+
     def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return f"{self.status} {self.title}: {where}{self.detail}"
+        return f"{self.status} {self.title}: {self.message}"
 
     @classmethod
     def from_response(cls, status: int, body: Any, *, method: str, url: str) -> ApiError:

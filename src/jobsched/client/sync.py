@@ -73,7 +73,11 @@ class Client:
         """The decoded answer; ``ApiError`` or ``UnreachableError`` otherwise."""
         try:
             response = self._http.request(
-                call.method, call.path, params=call.params or None, json=call.body
+                call.method,
+                call.path,
+                params=call.params or None,
+                json=call.body,
+                headers=call.headers or None,
             )
         except httpx.TransportError as error:
             raise transport.unreachable(self.url, error) from error
@@ -123,9 +127,28 @@ class Jobs(_Resource):
     def get(self, job_id: Id) -> Job:
         return self._client.one(Call("GET", calls.job_path(job_id)), Job)
 
-    def create(self, body: Mapping[str, Any] | None = None, /, **fields: Any) -> Job:
-        """``POST /jobs`` with the fields of ``body`` and then ``fields``."""
-        return self._client.one(Call("POST", "/jobs", body=calls.job_body(body, fields)), Job)
+    def create(
+        self,
+        body: Mapping[str, Any] | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """``POST /jobs`` with the fields of ``body`` and then ``fields``.
+
+        With ``idempotency_key``, a repeat (a retry after a lost answer, say) gets the
+        job the first request created instead of a second job.
+        """
+        return self._client.one(
+            Call(
+                "POST",
+                "/jobs",
+                body=calls.job_body(body, fields),
+                headers=calls.idempotency(idempotency_key),
+            ),
+            Job,
+        )
 
     def update(self, job_id: Id, body: Mapping[str, Any] | None = None, /, **fields: Any) -> Job:
         """``PATCH /jobs/{id}``: only the fields given change."""
@@ -135,10 +158,27 @@ class Jobs(_Resource):
     def delete(self, job_id: Id) -> None:
         self._client.send(Call("DELETE", calls.job_path(job_id)))
 
-    def trigger(self, job_id: Id, *, payload: Mapping[str, Any] | None = None) -> Run:
-        """A run due now; ``payload`` replaces the job's for this run only."""
+    def trigger(
+        self,
+        job_id: Id,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Run:
+        """A run due now; ``payload`` replaces the job's for this run only.
+
+        With ``idempotency_key``, a repeat gets the first request's run, not another.
+        """
         body = {"payload": dict(payload)} if payload is not None else None
-        return self._client.one(Call("POST", calls.job_path(job_id, "trigger"), body=body), Run)
+        return self._client.one(
+            Call(
+                "POST",
+                calls.job_path(job_id, "trigger"),
+                body=body,
+                headers=calls.idempotency(idempotency_key),
+            ),
+            Run,
+        )
 
     def pause(self, job_id: Id) -> Job:
         return self._client.one(Call("POST", calls.job_path(job_id, "pause")), Job)

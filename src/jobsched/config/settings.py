@@ -134,6 +134,8 @@ class ApiSettings(Section):
     max_batch_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # How deeply objects and lists may nest in a request body (422 beyond).
     max_json_depth: int = Field(default=64, ge=4, le=512)
+    # How long the first answer to an Idempotency-Key is kept and replayed.
+    idempotency_ttl_seconds: float = Field(default=86400.0, gt=0, le=30 * 86400)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
 

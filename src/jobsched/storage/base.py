@@ -94,6 +94,17 @@ class JobFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """What an idempotency key holds: the first request's body hash, and its answer
+    once it has one (``status_code`` None while the first request is running)."""
+
+    request_hash: str
+    status_code: int | None
+    body: object
+    location: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     action: str | None = None
     target_kind: str | None = None
@@ -459,6 +470,20 @@ class Storage(Protocol):
     #
     # Audit rows are written only by the changes they record (the ``audit`` arguments
     # above); this interface offers no way to edit or delete one but retention.
+
+    async def claim_idempotency_key(
+        self, *, scope: str, key: str, request_hash: str, now: datetime, expires_at: datetime
+    ) -> StoredAnswer | None:
+        """Claim ``key`` in ``scope`` until ``expires_at``: None if this call claimed it
+        (an expired claim is replaced), else what the key holds."""
+
+    async def store_idempotent_answer(
+        self, *, scope: str, key: str, status_code: int, body: object, location: str | None
+    ) -> None:
+        """Keep the answer of the request that claimed ``key``, for its repeats."""
+
+    async def release_idempotency_key(self, *, scope: str, key: str) -> None:
+        """Free a claimed key that has no answer (its request failed), so a repeat may run."""
 
     async def create_token(
         self,

@@ -30,6 +30,7 @@ from jobsched.storage.schema import UTCDateTime
 from jobsched.storage.sql_access import SQLAccess
 from jobsched.storage.sql_dashboard import SQLDashboard
 from jobsched.storage.sql_firing import SQLFiring
+from jobsched.storage.sql_idempotency import SQLIdempotency
 from jobsched.storage.sql_jobs import SQLJobs
 from jobsched.storage.sql_leases import SQLLeases
 from jobsched.storage.sql_outbox import SQLOutbox
@@ -105,6 +106,7 @@ class SQLStorage(
     SQLWorkerRegistry,
     SQLAccess,
     SQLDashboard,
+    SQLIdempotency,
 ):
     """The storage contract (``storage.base.Storage``) over one SQLAlchemy async engine."""
 

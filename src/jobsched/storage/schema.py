@@ -249,3 +249,19 @@ ui_sessions = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index("ix_ui_sessions_expires_at", "expires_at"),
 )
+
+# The first answer to each request made with an Idempotency-Key, replayed to its
+# repeats until expires_at. status_code is null while the first request is running.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(300), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("response_body", Json, nullable=True),
+    sa.Column("location", sa.String(500), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
+)

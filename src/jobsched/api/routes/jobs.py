@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from jobsched.api.auth import Operator, Reader, Writer, audit_entry
 from jobsched.api.dependencies import PageDependency, Services, ServicesDependency
+from jobsched.api.idempotency import Answer, IdempotencyKey, idempotent
 from jobsched.api.job_changes import (
     first_run_of,
     patch_edit,
@@ -81,48 +83,82 @@ def check_job_allowed(
         )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a job")
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a job", response_model=JobOut)
 async def create_job(
     body: JobCreate,
     request: Request,
     principal: Writer,
     services: ServicesDependency,
-    response: Response,
-) -> JobOut:
-    spec = spec_from_create(body, services.settings, services.payload_rules)
-    check_job_allowed(principal, services, job_type=spec.type, queue=spec.queue)
-    now = await services.storage.now()
-    audit = audit_entry(request, principal, "job.created", fields=_given_fields(body))
-    job = await services.storage.create_job(
-        spec, next_run_at=first_run_of(spec, now), now=now, audit=audit
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """With an ``Idempotency-Key``, a repeat of the same body gets the first answer."""
+
+    async def create() -> Answer:
+        spec = spec_from_create(body, services.settings, services.payload_rules)
+        check_job_allowed(principal, services, job_type=spec.type, queue=spec.queue)
+        now = await services.storage.now()
+        audit = audit_entry(request, principal, "job.created", fields=_given_fields(body))
+        job = await services.storage.create_job(
+            spec, next_run_at=first_run_of(spec, now), now=now, audit=audit
+        )
+        services.on_jobs_changed()
+        answer = JobOut.from_job(job, services.payload_rules.redaction)
+        return Answer(status.HTTP_201_CREATED, answer, f"/jobs/{job.id}")
+
+    return await idempotent(
+        key=idempotency_key,
+        operation="POST /jobs",
+        request=request,
+        principal=principal,
+        services=services,
+        work=create,
     )
-    services.on_jobs_changed()
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return JobOut.from_job(job, services.payload_rules.redaction)
 
 
 def _given_fields(body: JobCreate) -> tuple[str, ...]:
     return tuple(sorted(body.model_fields_set))
 
 
-@router.post("/batch", status_code=status.HTTP_201_CREATED, summary="Create many jobs at once")
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create many jobs at once",
+    response_model=JobBatch,
+)
 async def create_jobs(
-    body: JobBatchCreate, request: Request, principal: Writer, services: ServicesDependency
-) -> JobBatch:
+    body: JobBatchCreate,
+    request: Request,
+    principal: Writer,
+    services: ServicesDependency,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """All the jobs are created, or none (the first error names ``jobs.<index>.<field>``)."""
-    specs = [_batch_item_spec(index, item, services) for index, item in enumerate(body.jobs)]
-    for index, spec in enumerate(specs):
-        check_job_allowed(
-            principal, services, job_type=spec.type, queue=spec.queue, prefix=f"jobs.{index}."
-        )
-    _refuse_repeated_names(specs)
-    now = await services.storage.now()
-    planned = [(spec, _batch_item_first_run(index, spec, now)) for index, spec in enumerate(specs)]
-    audit = audit_entry(request, principal, "job.created", fields=("batch",))
-    created = await services.storage.create_jobs(planned, now=now, audit=audit)
-    services.on_jobs_changed()
-    return JobBatch(
-        items=[JobOut.from_job(job, services.payload_rules.redaction) for job in created]
+
+    async def create() -> Answer:
+        specs = [_batch_item_spec(index, item, services) for index, item in enumerate(body.jobs)]
+        for index, spec in enumerate(specs):
+            check_job_allowed(
+                principal, services, job_type=spec.type, queue=spec.queue, prefix=f"jobs.{index}."
+            )
+        _refuse_repeated_names(specs)
+        now = await services.storage.now()
+        planned = [
+            (spec, _batch_item_first_run(index, spec, now)) for index, spec in enumerate(specs)
+        ]
+        audit = audit_entry(request, principal, "job.created", fields=("batch",))
+        created = await services.storage.create_jobs(planned, now=now, audit=audit)
+        services.on_jobs_changed()
+        redaction = services.payload_rules.redaction
+        batch = JobBatch(items=[JobOut.from_job(job, redaction) for job in created])
+        return Answer(status.HTTP_201_CREATED, batch)
+
+    return await idempotent(
+        key=idempotency_key,
+        operation="POST /jobs/batch",
+        request=request,
+        principal=principal,
+        services=services,
+        work=create,
     )
 
 
@@ -237,34 +273,50 @@ async def delete_job(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{id}/trigger", status_code=status.HTTP_201_CREATED, summary="Run a job now")
+@router.post(
+    "/{id}/trigger",
+    status_code=status.HTTP_201_CREATED,
+    summary="Run a job now",
+    response_model=RunOut,
+)
 async def trigger_job(
     *,
     job_id: JobId,
     request: Request,
     principal: Operator,
     services: ServicesDependency,
-    response: Response,
     body: Annotated[TriggerRequest | None, Body()] = None,
-) -> RunOut:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Create a manual run, due now, whatever the job's status; its schedule is unchanged.
 
-    A body ``{"payload": {...}}`` replaces the job's payload for this run only.
+    A body ``{"payload": {...}}`` replaces the job's payload for this run only. With an
+    ``Idempotency-Key``, a repeat of the same body gets the first run, not another.
     """
-    payload = body.payload if body is not None else None
-    if payload is not None:
-        services.payload_rules.check_size(payload)
-    fields = ("payload",) if payload is not None else ()
-    run = await services.storage.trigger_job(
-        job_id,
-        published=services.queue.commits_are_publishes,
-        payload=payload,
-        queues=principal.queues,
-        audit=audit_entry(request, principal, "job.triggered", fields=fields),
+
+    async def trigger() -> Answer:
+        payload = body.payload if body is not None else None
+        if payload is not None:
+            services.payload_rules.check_size(payload)
+        fields = ("payload",) if payload is not None else ()
+        run = await services.storage.trigger_job(
+            job_id,
+            published=services.queue.commits_are_publishes,
+            payload=payload,
+            queues=principal.queues,
+            audit=audit_entry(request, principal, "job.triggered", fields=fields),
+        )
+        await publish_committed_run(services, run)
+        return Answer(status.HTTP_201_CREATED, RunOut.from_run(run), f"/runs/{run.id}")
+
+    return await idempotent(
+        key=idempotency_key,
+        operation=f"POST /jobs/{job_id}/trigger",
+        request=request,
+        principal=principal,
+        services=services,
+        work=trigger,
     )
-    await publish_committed_run(services, run)
-    response.headers["Location"] = f"/runs/{run.id}"
-    return RunOut.from_run(run)
 
 
 @router.post("/{id}/pause", summary="Pause a job")
