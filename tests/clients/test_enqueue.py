@@ -9,6 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
 import jobsched
 from jobsched.core.errors import InvalidInputError
@@ -107,3 +110,64 @@ def test_an_idempotency_key_makes_one_run(postgres_url: str) -> None:
         jobsched.enqueue(connection, "noop", idempotency_key="order-8")
         connection.rollback()
         assert not jobsched.enqueue(connection, "noop", idempotency_key="order-8").replayed
+
+
+def _sqlalchemy_url(postgres_url: str) -> str:
+    return postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def test_sqlalchemy_connections_and_sessions(postgres_url: str) -> None:
+    engine = sa.create_engine(_sqlalchemy_url(postgres_url))
+    try:
+        with engine.connect() as connection:
+            jobsched.enqueue(connection, "noop")
+            connection.rollback()
+        assert _count(postgres_url, "runs") == 0
+        with engine.connect() as connection:
+            committed = jobsched.enqueue(connection, "noop", {"via": "connection"})
+            connection.commit()
+        with Session(engine) as session:
+            jobsched.enqueue(session, "noop")
+            session.rollback()
+        with Session(engine) as session, session.begin():
+            in_session = jobsched.enqueue(session, "noop", {"via": "session"})
+    finally:
+        engine.dispose()
+    assert _run_status(postgres_url, committed.run_id) == "queued"
+    assert _run_status(postgres_url, in_session.run_id) == "queued"
+    assert _count(postgres_url, "runs") == 2
+
+
+async def test_sqlalchemy_async_connections_and_sessions(postgres_url: str) -> None:
+    engine = create_async_engine(_sqlalchemy_url(postgres_url))
+    try:
+        async with engine.connect() as connection:
+            await jobsched.enqueue_async(connection, "noop")
+            await connection.rollback()
+        async with engine.connect() as connection:
+            committed = await jobsched.enqueue_async(connection, "noop")
+            await connection.commit()
+        async with AsyncSession(engine) as session, session.begin():
+            in_session = await jobsched.enqueue_async(session, "noop")
+    finally:
+        await engine.dispose()
+    assert _run_status(postgres_url, committed.run_id) == "queued"
+    assert _run_status(postgres_url, in_session.run_id) == "queued"
+    assert _count(postgres_url, "runs") == 2
+
+
+def test_enqueue_many_checks_every_item_first(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as connection:
+        with pytest.raises(InvalidInputError) as caught:
+            jobsched.enqueue_many(connection, [{"type": "noop"}, {"type": "noop", "priority": 1e9}])
+        assert caught.value.field == "priority"
+        made = jobsched.enqueue_many(
+            connection, [{"type": "noop", "payload": {"i": i}} for i in range(100)]
+        )
+    assert len({item.run_id for item in made}) == 100
+    assert _count(postgres_url, "runs") == 100
+
+
+def test_anything_else_is_refused() -> None:
+    with pytest.raises(TypeError, match="psycopg 3 connection"):
+        jobsched.enqueue(object(), "noop")  # type: ignore[arg-type]
