@@ -3,6 +3,7 @@ PostgreSQL, executed by a real ``jobsched worker`` on the database queue."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 import jobsched
 from jobsched.core.errors import InvalidInputError
 from tests.e2e.processes import JobschedProcess, wait_until
+from tests.queue_backends import BACKEND_URLS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -171,3 +173,32 @@ def test_enqueue_many_checks_every_item_first(postgres_url: str) -> None:
 def test_anything_else_is_refused() -> None:
     with pytest.raises(TypeError, match="psycopg 3 connection"):
         jobsched.enqueue(object(), "noop")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
+def test_a_commit_runs_on_a_broker_queue_through_the_outbox(
+    postgres_url: str, tmp_path: Path, backend: str
+) -> None:
+    """With a broker the run waits in the outbox; the scheduler's sweep publishes it."""
+    env = {
+        "JOBSCHED_DATABASE_URL": postgres_url,
+        "JOBSCHED_METRICS_PORT": "0",
+        "JOBSCHED_QUEUE_URL": BACKEND_URLS[backend] or "",
+        "JOBSCHED_QUEUE_NAMESPACE": f"test-{uuid.uuid4().hex[:12]}",
+    }
+    processes = [
+        JobschedProcess([command], env, tmp_path / f"{command}.log").start()
+        for command in ("worker", "scheduler")
+    ]
+    try:
+        with psycopg.connect(postgres_url) as connection:
+            enqueued = jobsched.enqueue(connection, "noop", {"via": backend})
+        wait_until(
+            lambda: _run_status(postgres_url, enqueued.run_id) == "succeeded",
+            timeout_seconds=60,
+            message="the enqueued run succeeding: "
+            + "\n".join(process.log() for process in processes),
+        )
+    finally:
+        codes = [process.stop() for process in processes]
+    assert codes == [0, 0], [process.log() for process in processes]
