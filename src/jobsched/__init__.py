@@ -11,10 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jobsched.client import ApiError, AsyncClient, Client
-    from jobsched.transactional import enqueue, enqueue_async
+    from jobsched.transactional import enqueue, enqueue_async, enqueue_many
     from jobsched.worker.registry import handler
 
-__all__ = ["ApiError", "AsyncClient", "Client", "enqueue", "enqueue_async", "handler"]
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "enqueue",
+    "enqueue_async",
+    "enqueue_many",
+    "handler",
+]
 
 _CLIENT_NAMES = frozenset({"ApiError", "AsyncClient", "Client"})
 
@@ -24,7 +32,7 @@ def __getattr__(name: str) -> Any:
         from jobsched.worker.registry import handler  # noqa: PLC0415
 
         return handler
-    if name in ("enqueue", "enqueue_async"):
+    if name in ("enqueue", "enqueue_async", "enqueue_many"):
         from jobsched import transactional  # noqa: PLC0415
 
         return getattr(transactional, name)

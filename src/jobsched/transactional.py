@@ -23,12 +23,16 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from psycopg.types.json import Jsonb
+from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from jobsched.core.errors import InvalidInputError
 from jobsched.core.ids import new_id
@@ -147,6 +151,30 @@ _READ_KEY = (
 )
 
 
+def enqueue_many(target: SyncConnection, items: Sequence[Mapping[str, Any]]) -> list[Enqueued]:
+    """``enqueue`` of each item (its keyword arguments: ``type``, ``payload``, ``queue``...)
+    in the one transaction of ``target``; all are checked before any is written."""
+    for item in items:
+        _check_item(item)
+    return [enqueue(target, **item) for item in items]
+
+
+def _check_item(item: Mapping[str, Any]) -> None:
+    given = dict(item)
+    given.pop("idempotency_key", None)
+    type_name = given.pop("type", None)
+    if type_name is None:
+        raise InvalidInputError("type", "is required")
+    defaults: dict[str, Any] = {
+        "payload": None,
+        "queue": "default",
+        "priority": 0,
+        "timeout_seconds": 3600.0,
+        "retry": None,
+    }
+    _row(type_name, **{**defaults, **given})
+
+
 def _key_params(row: _Row, key: str) -> dict[str, Any]:
     body = {"job_id": str(row.job["id"]), "run_id": str(row.run["id"])}
     return {"scope": IDEMPOTENCY_SCOPE, "key": key, "hash": row.request_hash, "body": Jsonb(body)}
@@ -163,13 +191,48 @@ def _earlier(row: _Row, found: tuple[Any, ...] | None) -> Enqueued:
     return Enqueued(uuid.UUID(body["job_id"]), uuid.UUID(body["run_id"]), replayed=True)
 
 
+SyncConnection = psycopg.Connection[Any] | sa.Connection | Session
+AsyncConnection = psycopg.AsyncConnection[Any] | SAAsyncConnection | AsyncSession
+_WANTED = "a psycopg 3 connection, or a SQLAlchemy Connection or Session on postgresql+psycopg"
+
+
+def _driver(connection: SyncConnection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one, in the transaction SQLAlchemy owns."""
+    if isinstance(connection, psycopg.Connection):
+        return connection
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    if isinstance(connection, sa.Connection):
+        if not connection.in_transaction():
+            connection.begin()
+        driver = connection.connection.driver_connection
+        if isinstance(driver, psycopg.Connection):
+            return driver
+    raise TypeError(f"enqueue needs {_WANTED}, not {type(connection).__name__}")
+
+
+async def _async_driver(connection: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    if isinstance(connection, psycopg.AsyncConnection):
+        return connection
+    if isinstance(connection, AsyncSession):
+        connection = await connection.connection()
+    if isinstance(connection, SAAsyncConnection):
+        if not connection.in_transaction():
+            await connection.begin()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        if isinstance(driver, psycopg.AsyncConnection):
+            return driver
+    raise TypeError(f"enqueue_async needs an asyncio form of {_WANTED}")
+
+
 @contextlib.asynccontextmanager
 async def _no_transaction() -> AsyncIterator[None]:
     yield
 
 
 def enqueue(
-    connection: psycopg.Connection[Any],
+    target: SyncConnection,
     type: str,
     payload: Mapping[str, Any] | None = None,
     *,
@@ -179,7 +242,8 @@ def enqueue(
     retry: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
 ) -> Enqueued:
-    """A run of handler ``type`` due now, in ``connection``'s current transaction."""
+    """A run of handler ``type`` due now, in ``target``'s current transaction."""
+    connection = _driver(target)
     row = _row(type, payload, queue=queue, priority=priority,
                timeout_seconds=timeout_seconds, retry=retry)  # fmt: skip
     # In the caller's transaction (psycopg starts one at the first statement); only an
@@ -197,7 +261,7 @@ def enqueue(
 
 
 async def enqueue_async(
-    connection: psycopg.AsyncConnection[Any],
+    target: AsyncConnection,
     type: str,
     payload: Mapping[str, Any] | None = None,
     *,
@@ -207,7 +271,8 @@ async def enqueue_async(
     retry: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
 ) -> Enqueued:
-    """``enqueue`` on an asyncio psycopg connection."""
+    """``enqueue`` on an asyncio connection (psycopg, or SQLAlchemy's on psycopg)."""
+    connection = await _async_driver(target)
     row = _row(type, payload, queue=queue, priority=priority,
                timeout_seconds=timeout_seconds, retry=retry)  # fmt: skip
     own = connection.transaction() if connection.autocommit else _no_transaction()

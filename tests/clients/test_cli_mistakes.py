@@ -17,7 +17,7 @@ from jobsched.storage.database import SQLStorage
 from tests.clients.cli import jobsched, ok, ok_json, one_line_error
 from tests.clients.server import Server
 from tests.e2e.hook_server import hook_server
-from tests.e2e.processes import JOBSCHED, JobschedProcess, free_port, wait_until
+from tests.e2e.processes import JOBSCHED, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -322,5 +322,5 @@ def test_the_http_handler_says_who_it_is(server: Server) -> None:
 
 def test_standalone_keeps_running_after_the_mistakes(server: Server) -> None:
     """The shared server was not disturbed by any of the above."""
+    assert server.process.process.poll() is None, server.process.log()
     assert ok_json("workers", "list", env=server.cli_env())
-    assert isinstance(server.process, JobschedProcess)

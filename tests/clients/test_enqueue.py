@@ -3,16 +3,21 @@ PostgreSQL, executed by a real ``jobsched worker`` on the database queue."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
 import jobsched
 from jobsched.core.errors import InvalidInputError
 from tests.e2e.processes import JobschedProcess, wait_until
+from tests.queue_backends import BACKEND_URLS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -107,3 +112,93 @@ def test_an_idempotency_key_makes_one_run(postgres_url: str) -> None:
         jobsched.enqueue(connection, "noop", idempotency_key="order-8")
         connection.rollback()
         assert not jobsched.enqueue(connection, "noop", idempotency_key="order-8").replayed
+
+
+def _sqlalchemy_url(postgres_url: str) -> str:
+    return postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def test_sqlalchemy_connections_and_sessions(postgres_url: str) -> None:
+    engine = sa.create_engine(_sqlalchemy_url(postgres_url))
+    try:
+        with engine.connect() as connection:
+            jobsched.enqueue(connection, "noop")
+            connection.rollback()
+        assert _count(postgres_url, "runs") == 0
+        with engine.connect() as connection:
+            committed = jobsched.enqueue(connection, "noop", {"via": "connection"})
+            connection.commit()
+        with Session(engine) as session:
+            jobsched.enqueue(session, "noop")
+            session.rollback()
+        with Session(engine) as session, session.begin():
+            in_session = jobsched.enqueue(session, "noop", {"via": "session"})
+    finally:
+        engine.dispose()
+    assert _run_status(postgres_url, committed.run_id) == "queued"
+    assert _run_status(postgres_url, in_session.run_id) == "queued"
+    assert _count(postgres_url, "runs") == 2
+
+
+async def test_sqlalchemy_async_connections_and_sessions(postgres_url: str) -> None:
+    engine = create_async_engine(_sqlalchemy_url(postgres_url))
+    try:
+        async with engine.connect() as connection:
+            await jobsched.enqueue_async(connection, "noop")
+            await connection.rollback()
+        async with engine.connect() as connection:
+            committed = await jobsched.enqueue_async(connection, "noop")
+            await connection.commit()
+        async with AsyncSession(engine) as session, session.begin():
+            in_session = await jobsched.enqueue_async(session, "noop")
+    finally:
+        await engine.dispose()
+    assert _run_status(postgres_url, committed.run_id) == "queued"
+    assert _run_status(postgres_url, in_session.run_id) == "queued"
+    assert _count(postgres_url, "runs") == 2
+
+
+def test_enqueue_many_checks_every_item_first(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as connection:
+        with pytest.raises(InvalidInputError) as caught:
+            jobsched.enqueue_many(connection, [{"type": "noop"}, {"type": "noop", "priority": 1e9}])
+        assert caught.value.field == "priority"
+        made = jobsched.enqueue_many(
+            connection, [{"type": "noop", "payload": {"i": i}} for i in range(100)]
+        )
+    assert len({item.run_id for item in made}) == 100
+    assert _count(postgres_url, "runs") == 100
+
+
+def test_anything_else_is_refused() -> None:
+    with pytest.raises(TypeError, match="psycopg 3 connection"):
+        jobsched.enqueue(object(), "noop")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["redis", "rabbitmq"])
+def test_a_commit_runs_on_a_broker_queue_through_the_outbox(
+    postgres_url: str, tmp_path: Path, backend: str
+) -> None:
+    """With a broker the run waits in the outbox; the scheduler's sweep publishes it."""
+    env = {
+        "JOBSCHED_DATABASE_URL": postgres_url,
+        "JOBSCHED_METRICS_PORT": "0",
+        "JOBSCHED_QUEUE_URL": BACKEND_URLS[backend] or "",
+        "JOBSCHED_QUEUE_NAMESPACE": f"test-{uuid.uuid4().hex[:12]}",
+    }
+    processes = [
+        JobschedProcess([command], env, tmp_path / f"{command}.log").start()
+        for command in ("worker", "scheduler")
+    ]
+    try:
+        with psycopg.connect(postgres_url) as connection:
+            enqueued = jobsched.enqueue(connection, "noop", {"via": backend})
+        wait_until(
+            lambda: _run_status(postgres_url, enqueued.run_id) == "succeeded",
+            timeout_seconds=60,
+            message="the enqueued run succeeding: "
+            + "\n".join(process.log() for process in processes),
+        )
+    finally:
+        codes = [process.stop() for process in processes]
+    assert codes == [0, 0], [process.log() for process in processes]

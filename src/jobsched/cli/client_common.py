@@ -20,21 +20,21 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="API URL [default: $JOBSCHED_URL, the profile's url, http://127.0.0.1:8080]",
+        help="API URL (default: $JOBSCHED_URL, the profile's url, http://127.0.0.1:8080)",
         show_default=False,
     ),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        "--token", help="API token [default: $JOBSCHED_TOKEN, the profile's]", show_default=False
+        "--token", help="API token (default: $JOBSCHED_TOKEN, the profile's)", show_default=False
     ),
 ]
 ProfileOption = Annotated[
     str | None,
     typer.Option(
         "--profile",
-        help="a profile of ~/.config/jobsched/cli.yaml [default: $JOBSCHED_PROFILE]",
+        help="a profile of ~/.config/jobsched/cli.yaml (default: $JOBSCHED_PROFILE)",
         show_default=False,
     ),
 ]
@@ -42,7 +42,7 @@ OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table, json or jsonl", case_sensitive=False)
 ]
 LimitOption = Annotated[
-    int | None, typer.Option("--limit", min=1, help="at most this many [default: all]")
+    int | None, typer.Option("--limit", min=1, help="at most this many (default: all)")
 ]
 
 REQUEST_TIMEOUT_SECONDS = 30.0

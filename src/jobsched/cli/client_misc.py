@@ -44,7 +44,7 @@ def preview(
     timezone: Annotated[str, typer.Option("--timezone", help="IANA zone")] = "UTC",
     count: Annotated[int, typer.Option("--count", min=1, max=100, help="fire times")] = 5,
     after: Annotated[
-        str | None, typer.Option("--after", help="ISO 8601 with offset [default: now]")
+        str | None, typer.Option("--after", help="ISO 8601 with offset (default: now)")
     ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
