@@ -120,6 +120,29 @@ async def test_trigger_refuses_a_hostile_payload(
     await assert_no_runs(storage)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param('{"name": "t", "role": "read", "queues": ["a\\u0000"]}', "queues.0", id="NUL"),
+        pytest.param(
+            '{"name": "t", "role": "read", "queues": ["\\ud800"]}', "queues.0", id="surrogate"
+        ),
+        pytest.param(
+            '{"name": "t", "role": "read", "expires_in_seconds": NaN}',
+            "expires_in_seconds",
+            id="NaN",
+        ),
+    ],
+)
+async def test_token_creation_refuses_hostile_values(
+    api: httpx.AsyncClient, body: str, field: str
+) -> None:
+    response = await api.post("/tokens", content=body, headers=JSON)
+
+    assert_problem(response, 422, field)
+    assert (await api.get("/tokens")).json()["items"] == []
+
+
 async def test_trigger_refuses_a_payload_past_the_size_limit(
     api: httpx.AsyncClient, storage: SQLStorage, job_id: uuid.UUID
 ) -> None:
