@@ -30,6 +30,7 @@ BAD_PAYLOADS: list[tuple[str, str, str]] = [
     ("Infinity", '{"a": [1, Infinity]}', "a.1"),
     ("-Infinity", '{"a": {"b": -Infinity}}', "a.b"),
     ("1e400", '{"big": 1e400}', "big"),
+    ("an integer of 5000 digits", '{"big": [' + "9" * 5000 + "]}", "big.0"),
 ]
 
 # (case id, the JSON text of a job's fields after "type", field at fault)
