@@ -19,7 +19,7 @@ from jobsched.core.models import JsonObject
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(gt=0, le=10 * 365 * 86400)]
 
 
 class _Payload(BaseModel):

@@ -46,6 +46,15 @@ class UnsupportedMediaTypeError(JobschedError):
         super().__init__(f"Content-Type: {self.message}")
 
 
+def _integer(text: str) -> int | float:
+    """An integer; infinity (refused by ``check_json_values``, naming its field) for one
+    of more digits than Python converts (``sys.get_int_max_str_digits``)."""
+    try:
+        return int(text)
+    except ValueError:
+        return math.inf
+
+
 def _printable_key(key: str) -> str:
     return key.encode("unicode_escape").decode("ascii")
 
@@ -98,15 +107,13 @@ def parse_json_body(body: bytes, max_depth: int = JSON_DEPTH_DEFAULT) -> Any:
     except UnicodeDecodeError as error:
         raise MalformedBodyError(f"is not valid UTF-8 (byte {error.start})") from error
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:
         raise MalformedBodyError(
             f"is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from error
     except RecursionError as error:
         raise InvalidInputError("body", f"nests deeper than {max_depth} levels") from error
-    except ValueError as error:  # an integer of more digits than Python converts
-        raise MalformedBodyError(f"is not valid JSON: {error}") from error
     check_json_values(document, max_depth)
     return document
 

@@ -41,8 +41,12 @@ ScheduleText = Annotated[str, Field(min_length=1, max_length=200)]
 TimezoneName = Annotated[str, Field(min_length=1, max_length=64)]
 RunAtText = Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})]
 Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
-TimeoutSeconds = Annotated[float, Field(gt=0)]
-MisfireGraceSeconds = Annotated[float, Field(ge=0)]
+# Durations are capped at ten years: a larger one would overflow the datetimes the
+# scheduler and workers compute from it (a retry's due time, a misfire deadline).
+SECONDS_MAX = 10 * 365 * 86400
+TimeoutSeconds = Annotated[float, Field(gt=0, le=SECONDS_MAX)]
+MisfireGraceSeconds = Annotated[float, Field(ge=0, le=SECONDS_MAX)]
+DelaySeconds = Annotated[float, Field(ge=0, le=SECONDS_MAX)]
 Payload = dict[str, Any]
 # Strict mode takes only enum instances when validating Python objects, and FastAPI
 # validates the decoded JSON body as Python objects: the enum fields take their JSON
@@ -60,8 +64,8 @@ class RetryRequest(RequestModel):
 
     max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
     backoff: Literal["fixed", "exponential"] | None = None
-    initial_delay_seconds: Annotated[float, Field(ge=0)] | None = None
-    max_delay_seconds: Annotated[float, Field(ge=0)] | None = None
+    initial_delay_seconds: DelaySeconds | None = None
+    max_delay_seconds: DelaySeconds | None = None
     jitter: bool | None = None
 
     def applied_to(self, base: RetryPolicy) -> RetryPolicy:

@@ -30,6 +30,7 @@ BAD_PAYLOADS: list[tuple[str, str, str]] = [
     ("Infinity", '{"a": [1, Infinity]}', "a.1"),
     ("-Infinity", '{"a": {"b": -Infinity}}', "a.b"),
     ("1e400", '{"big": 1e400}', "big"),
+    ("an integer of 5000 digits", '{"big": [' + "9" * 5000 + "]}", "big.0"),
 ]
 
 # (case id, the JSON text of a job's fields after "type", field at fault)
@@ -44,6 +45,9 @@ BAD_FIELDS: list[tuple[str, str, str]] = [
     ("Infinity timeout", '"timeout_seconds": Infinity', "timeout_seconds"),
     ("NaN delay", '"retry": {"initial_delay_seconds": NaN}', "retry.initial_delay_seconds"),
     ("-Infinity priority", '"priority": -Infinity', "priority"),
+    ("timeout past ten years", '"timeout_seconds": 1e300', "timeout_seconds"),
+    ("delay past ten years", '"retry": {"max_delay_seconds": 1e308}', "retry.max_delay_seconds"),
+    ("grace past ten years", '"misfire_grace_seconds": 1e12', "misfire_grace_seconds"),
     ("run_at before year 1 in UTC", '"run_at": "0001-01-01T00:00:00+01:00"', "run_at"),
     ("run_at after year 9999 in UTC", '"run_at": "9999-12-31T23:59:59-01:00"', "run_at"),
     ("surrogate in an unknown field", '"\\ud800": 1', "\\ud800"),
@@ -115,6 +119,29 @@ async def test_trigger_refuses_a_hostile_payload(
 
     assert_problem(response, 422, f"payload.{field}")
     await assert_no_runs(storage)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param('{"name": "t", "role": "read", "queues": ["a\\u0000"]}', "queues.0", id="NUL"),
+        pytest.param(
+            '{"name": "t", "role": "read", "queues": ["\\ud800"]}', "queues.0", id="surrogate"
+        ),
+        pytest.param(
+            '{"name": "t", "role": "read", "expires_in_seconds": NaN}',
+            "expires_in_seconds",
+            id="NaN",
+        ),
+    ],
+)
+async def test_token_creation_refuses_hostile_values(
+    api: httpx.AsyncClient, body: str, field: str
+) -> None:
+    response = await api.post("/tokens", content=body, headers=JSON)
+
+    assert_problem(response, 422, field)
+    assert (await api.get("/tokens")).json()["items"] == []
 
 
 async def test_trigger_refuses_a_payload_past_the_size_limit(
