@@ -114,7 +114,7 @@ async def test_without_the_csrf_token_every_action_is_refused(
     await _sign_in(secured, storage, Role.ADMIN)
     for path, _needed, fields in [*ACTIONS, ("/ui/logout", Role.READ, {})]:
         data = {key: _filled(value, str(job.id), str(run.id)) for key, value in fields.items()}
-        for token in (None, "f" * 64):
+        for token in (None, "f" * 64, "ü" * 64):
             form = data if token is None else {**data, "csrf_token": token}
             answer = await secured.post(_filled(path, str(job.id), str(run.id)), data=form)
             assert answer.status_code == 403, (path, token, answer.status_code)
@@ -135,3 +135,16 @@ async def test_an_unknown_dashboard_path_is_a_page(secured: httpx.AsyncClient) -
     assert "content-security-policy" in answer.headers
     assert (await secured.get("/ui/static/app.css")).status_code == 200
     assert (await secured.get("/ui/static/nothing.css")).status_code == 404
+
+
+async def test_a_form_of_too_many_fields_is_refused(
+    secured: httpx.AsyncClient, storage: SQLStorage
+) -> None:
+    csrf = await _sign_in(secured, storage, Role.ADMIN)
+    fields = "&".join(f"f{index}=x" for index in range(1001))
+    answer = await secured.post(
+        "/ui/dead/retry",
+        content=f"csrf_token={csrf}&{fields}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 403
