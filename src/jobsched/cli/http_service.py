@@ -65,7 +65,11 @@ def log_auth_state(settings: Settings) -> None:
     auth, host = settings.api.auth, settings.api.host
     if auth_enabled(auth, host):
         reason = "api.auth.enabled" if auth.enabled else f"{host} is not a loopback address"
-        logger.info("API auth on (%s): every request needs a token but /healthz, /readyz", reason)
+        logger.info(
+            "API auth on (%s): every request needs a token but /healthz, /readyz "
+            "and the dashboard's sign-in page and static files",
+            reason,
+        )
     elif auth.enabled is None:
         logger.info(
             "API auth off: listening on %s (loopback) only; set api.auth.enabled=true to "

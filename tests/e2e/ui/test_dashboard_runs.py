@@ -93,7 +93,7 @@ def test_retry_dead_runs_singly_and_in_bulk_then_delete_them(
 ) -> None:
     single, *bulk = _dead_runs(dashboard, 3)
     login(page, dashboard.admin_token)
-    page.get_by_role("link", name="Dead runs").click()
+    page.get_by_role("link", name="Dead runs", exact=True).click()
     expect(page.locator(f"tr[data-run-id='{single}']")).to_contain_text("always fails")
 
     page.locator(f"tr[data-run-id='{single}'] button", has_text="Retry").click()
@@ -152,7 +152,7 @@ def test_a_read_token_cannot_cancel_or_retry(page: Page, dashboard: Dashboard) -
 
 def test_workers_page_shows_the_live_worker(page: Page, dashboard: Dashboard) -> None:
     login(page, dashboard.admin_token)
-    page.get_by_role("link", name="Workers").click()
+    page.get_by_role("link", name="Workers", exact=True).click()
     alive = page.locator("#workers tr[data-status=alive]")
     expect(alive).to_have_count(1)
     expect(alive.first).to_contain_text("ago")
@@ -164,7 +164,7 @@ def test_the_audit_log_is_for_admins_and_filters(page: Page, dashboard: Dashboar
     with dashboard.api() as admin:
         assert admin.post(f"/jobs/{job['id']}/pause").status_code == 200
     login(page, dashboard.admin_token)
-    page.get_by_role("link", name="Audit").click()
+    page.get_by_role("link", name="Audit", exact=True).click()
     page.fill("#a-action", "job.paused")
     page.fill("#a-target", str(job["id"]))
     page.click("text=Filter")
@@ -174,5 +174,5 @@ def test_the_audit_log_is_for_admins_and_filters(page: Page, dashboard: Dashboar
 
     page.click("text=Log out")
     login(page, dashboard.token("write"))
-    expect(page.get_by_role("link", name="Audit")).to_have_count(0)
+    expect(page.get_by_role("link", name="Audit", exact=True)).to_have_count(0)
     assert page.request.get("/ui/audit").status == 403

@@ -28,9 +28,10 @@ STATIC_DIRECTORY = Path(__file__).parent / "static"
 
 def install_ui(app: FastAPI) -> None:
     """Serve the dashboard on ``app`` (``/ui/``, and ``/`` redirecting there)."""
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIRECTORY), name="ui-static")
     for module in (routes_auth, routes_overview, routes_jobs, routes_runs, routes_admin):
         app.include_router(module.router)
-    app.mount("/ui/static", StaticFiles(directory=STATIC_DIRECTORY), name="ui-static")
+    app.include_router(routes_auth.not_found_router)  # last: every other /ui/ path
     app.add_middleware(UiSecurityHeadersMiddleware)
 
     @app.get("/", include_in_schema=False)

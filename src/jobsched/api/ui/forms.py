@@ -43,10 +43,10 @@ async def read_form(request: Request) -> Form:
         if len(body) > FORM_BYTES_MAX:
             raise CsrfRefused
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
+        fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError):  # not UTF-8, or too many fields
         raise CsrfRefused from None
-    return Form(parse_qsl(text, keep_blank_values=True, max_num_fields=1000))
+    return Form(fields)
 
 
 async def checked_form(request: Request, viewer: Viewer) -> Form:

@@ -22,7 +22,7 @@ from jobsched.api.ui.sessions import (
     set_cookie,
 )
 from jobsched.api.ui.templating import render
-from jobsched.core.errors import AuthenticationError
+from jobsched.core.errors import AuthenticationError, NotFoundError
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
 
@@ -84,3 +84,12 @@ async def logout(
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path="/ui", httponly=True, samesite="strict")
     return response
+
+
+not_found_router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False)
+
+
+@not_found_router.get("/{path:path}")
+async def no_such_page(request: Request, path: str) -> Response:
+    """A dashboard path that is no page: a page saying so (the API answers JSON)."""
+    raise NotFoundError("page", f"/ui/{path}")

@@ -83,7 +83,9 @@ class Viewer:
             )
 
     def check_csrf(self, submitted: str | None) -> None:
-        if not submitted or not hmac.compare_digest(submitted, self.csrf_token):
+        if not submitted or not hmac.compare_digest(
+            submitted.encode("utf-8"), self.csrf_token.encode("ascii")
+        ):
             raise CsrfRefused
 
     def set_cookies(self, request: Request, response: Response) -> None:
