@@ -162,4 +162,5 @@ def test_the_context_logger_is_made_once_and_names_the_attempt() -> None:
         "run_id": str(context.run_id),
         "attempt": 1,
         "job_type": "job",
+        "job_id": str(context.job_id),
     }
