@@ -41,6 +41,7 @@ from jobsched.core.models import RetryPolicy
 from jobsched.core.network_policy import NetworkPolicy, parse_network
 from jobsched.core.planning import MisfireLimits
 from jobsched.core.redaction import DEFAULT_REDACT_HEADER_PATTERN
+from jobsched.core.webhooks import EVENT_TYPES, decode_secret
 
 DEFAULT_SQLITE_URL = "sqlite:///./data/jobsched.db"
 
@@ -287,6 +288,89 @@ class RetentionSettings(Section):
     interval_seconds: float = Field(default=60.0, gt=0)
 
 
+EventType = Literal["run.dead", "run.retrying", "job.fire_skipped"]
+
+
+def _dead_runs_only() -> list[EventType]:
+    return ["run.dead"]
+
+
+class NotificationEndpoint(Section):
+    """One receiver of signed Standard Webhooks events (see README, Operations)."""
+
+    url: str = Field(pattern=r"^https?://")
+    # The signing secret, ``whsec_<base64>``; or a file holding it, read at start.
+    secret: str | None = None
+    secret_file: Path | None = None
+    events: list[EventType] = Field(default_factory=_dead_runs_only, min_length=1)
+    # Only runs (or jobs) of these queues and job types; None: all of them.
+    queues: list[str] | None = Field(default=None, min_length=1)
+    types: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> NotificationEndpoint:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret and secret_file")
+        if self.secret is not None:
+            decode_secret(self.secret)
+        return self
+
+    def signing_key(self) -> bytes:
+        if self.secret is not None:
+            return decode_secret(self.secret)
+        assert self.secret_file is not None
+        try:
+            text = self.secret_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read notification secret_file {self.secret_file}: {error}"
+            ) from error
+        try:
+            return decode_secret(text)
+        except ValueError as error:
+            raise ConfigurationError(f"{self.secret_file}: {error}") from error
+
+    def wants(self, event_type: str, queue: str, job_type: str) -> bool:
+        return (
+            event_type in self.events
+            and (self.queues is None or queue in self.queues)
+            and (self.types is None or job_type in self.types)
+        )
+
+
+class NotificationSettings(Section):
+    endpoints: list[NotificationEndpoint] = Field(default_factory=list)
+    # CIDRs a receiver may be on although loopback, private or link-local; as
+    # worker.http.allowed_networks, but nothing refused is admitted otherwise.
+    allowed_networks: list[str] | None = None
+    # Delivery retries back off exponentially between these bounds; an event not
+    # delivered within max_age_seconds is given up (logged and counted).
+    initial_delay_seconds: float = Field(default=1.0, gt=0)
+    max_delay_seconds: float = Field(default=300.0, gt=0)
+    max_age_seconds: float = Field(default=86400.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    interval_seconds: float = Field(default=0.5, gt=0)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks_are_cidrs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for cidr in value:
+                parse_network(cidr)
+        return value
+
+    def network_policy(self) -> NetworkPolicy:
+        return NetworkPolicy.from_cidrs(self.allowed_networks or ())
+
+    def event_types(self) -> frozenset[str]:
+        """The event types some endpoint wants: storage records only these."""
+        return frozenset(event for endpoint in self.endpoints for event in endpoint.events)
+
+
+assert set(get_args(EventType)) == set(EVENT_TYPES)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -307,6 +391,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobDefaults = Field(default_factory=JobDefaults)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
