@@ -265,3 +265,24 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Index("ix_idempotency_keys_expires_at", "expires_at"),
 )
+
+# The notification outbox: one row per event and endpoint that wants it, inserted in
+# the transaction of the state change that caused the event, delivered (and retried)
+# by the scheduler. ``id`` is the event's ``webhook-id``.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("endpoint", sa.String(2000), nullable=False),
+    sa.Column("event_type", sa.String(50), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("given_up_at", UTCDateTime(), nullable=True),
+    # Pending rows have a next_attempt_at; done (delivered or given up) rows have none.
+    sa.Index("ix_webhook_deliveries_next_attempt_at", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_created_at", "created_at"),
+)
