@@ -11,7 +11,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,3 +68,32 @@ def signed_headers(key: bytes, message_id: str, timestamp: int, body: bytes) -> 
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(key, message_id, timestamp, body),
     }
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Which events one endpoint wants: storage records a delivery for each match."""
+
+    endpoint: str
+    events: frozenset[str]
+    queues: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+
+    def wants(self, event_type: str, queue: str, job_type: str) -> bool:
+        return (
+            event_type in self.events
+            and (self.queues is None or queue in self.queues)
+            and (self.types is None or job_type in self.types)
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event due to one endpoint, as the delivery sweep reads it back."""
+
+    id: uuid.UUID
+    endpoint: str
+    event_type: str
+    data: dict[str, Any]
+    created_at: datetime
+    attempts: int

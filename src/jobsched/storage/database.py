@@ -35,6 +35,7 @@ from jobsched.storage.sql_jobs import SQLJobs
 from jobsched.storage.sql_leases import SQLLeases
 from jobsched.storage.sql_outbox import SQLOutbox
 from jobsched.storage.sql_runs import SQLRuns
+from jobsched.storage.sql_webhooks import SQLWebhooks
 from jobsched.storage.sql_workers import SQLWorkerRegistry
 from jobsched.storage.urls import DatabaseURL, parse_database_url
 
@@ -107,6 +108,7 @@ class SQLStorage(
     SQLAccess,
     SQLDashboard,
     SQLIdempotency,
+    SQLWebhooks,
 ):
     """The storage contract (``storage.base.Storage``) over one SQLAlchemy async engine."""
 

@@ -24,6 +24,7 @@ from jobsched.core.access import AuditEntry
 from jobsched.core.errors import InvalidInputError
 from jobsched.core.ids import new_id
 from jobsched.core.models import CLAIMABLE_RUN_STATUSES, AttemptStatus
+from jobsched.core.webhooks import Subscription
 from jobsched.storage.schema import attempts, audit_events
 
 CLAIMABLE_STATUS_VALUES = [status.value for status in CLAIMABLE_RUN_STATUSES]
@@ -39,6 +40,8 @@ class SQLStorageBase(ABC):
 
     dialect: str
     _engine: AsyncEngine
+    # Which events state changes record in webhook_deliveries (see sql_webhooks).
+    _webhook_subscriptions: tuple[Subscription, ...] = ()
 
     @abstractmethod
     def _transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:

@@ -25,8 +25,13 @@ from jobsched.storage.base import AttemptOutcome, RescueReport
 from jobsched.storage.rows import run_from_row
 from jobsched.storage.schema import attempts, runs
 from jobsched.storage.sql_base import CLAIMABLE_STATUS_VALUES, SQLStorageBase
+from jobsched.storage.sql_webhooks import record_run_events
 
 _LOST_LEASE_ERROR = "lease expired: the worker stopped renewing it (killed, hung or cut off)"
+
+
+# The event of a run's new status, when an outcome or a rescue gives it that status.
+_OUTCOME_EVENTS = {RunStatus.DEAD: "run.dead", RunStatus.RETRYING: "run.retrying"}
 
 
 class SQLLeases(SQLStorageBase):
@@ -148,16 +153,54 @@ class SQLLeases(SQLStorageBase):
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
         if not outcomes:
             return []
+        notify = self._notified_outcomes(outcomes)
         if self.dialect == "postgresql":
-            async with self._single_statement() as connection:
-                return await postgres_batches.finish_attempts(connection, outcomes)
+            if not notify:
+                async with self._single_statement() as connection:
+                    return await postgres_batches.finish_attempts(connection, outcomes)
+            async with self._transaction() as connection:
+                done = await postgres_batches.finish_attempts(connection, outcomes)
+                await self._record_outcome_events(connection, notify, outcomes, done)
+            return done
         accepted: dict[int, bool] = {}
         # In run-id order, the order renew_leases locks rows in, so the two never deadlock.
         in_lock_order = sorted(range(len(outcomes)), key=lambda index: outcomes[index].run_id)
         async with self._transaction() as connection:
             for index in in_lock_order:
                 accepted[index] = await self._finish_attempt(connection, outcomes[index])
-        return [accepted[index] for index in range(len(outcomes))]
+            done = [accepted[index] for index in range(len(outcomes))]
+            await self._record_outcome_events(connection, notify, outcomes, done)
+        return done
+
+    def _notified_outcomes(self, outcomes: Sequence[AttemptOutcome]) -> dict[RunStatus, str]:
+        """The run statuses of ``outcomes`` whose event some subscription wants."""
+        wanted = {event for each in self._webhook_subscriptions for event in each.events}
+        return {
+            status: event
+            for status, event in _OUTCOME_EVENTS.items()
+            if event in wanted and any(outcome.run_status == status for outcome in outcomes)
+        }
+
+    async def _record_outcome_events(
+        self,
+        connection: AsyncConnection,
+        notify: Mapping[RunStatus, str],
+        outcomes: Sequence[AttemptOutcome],
+        accepted: Sequence[bool],
+    ) -> None:
+        for status, event in notify.items():
+            run_ids = [
+                outcome.run_id
+                for outcome, ok in zip(outcomes, accepted, strict=True)
+                if ok and outcome.run_status == status
+            ]
+            if not run_ids:
+                continue
+            rows = await connection.execute(sa.select(runs).where(runs.c.id.in_(run_ids)))
+            changed = [run_from_row(row) for row in rows.mappings()]
+            await record_run_events(
+                connection, self._webhook_subscriptions, event, changed, self._now()
+            )
 
     async def _finish_attempt(self, connection: AsyncConnection, outcome: AttemptOutcome) -> bool:
         final = outcome.run_status.is_final
@@ -276,6 +319,10 @@ class SQLLeases(SQLStorageBase):
                 )
                 bucket = report.dead if out_of_attempts else report.requeued
                 bucket.append(run_from_row(rescued.mappings().one()))
+            for event, changed in (("run.dead", report.dead), ("run.retrying", report.requeued)):
+                await record_run_events(
+                    connection, self._webhook_subscriptions, event, changed, self._now()
+                )
             return report
 
 
