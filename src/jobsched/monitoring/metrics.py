@@ -80,6 +80,14 @@ SCHEDULER_LEADER = Gauge(
 )
 RUNS_PRUNED = Counter("scheduler_runs_pruned", "Finished runs deleted by retention.")
 QUEUE_DEPTH = Gauge("queue_depth", "Runs waiting to be claimed, per queue.", ("queue",))
+NOTIFICATIONS_SENT = Counter(
+    "notifications_sent",
+    "Webhook delivery tries: delivered, failed (retried later) or given_up.",
+    ("outcome",),
+)
+NOTIFICATIONS_BACKLOG = Gauge(
+    "notifications_backlog", "Webhook deliveries recorded and not yet delivered or given up."
+)
 
 HTTP_REQUESTS = Counter("api_requests", "API requests answered.", ("method", "route", "status"))
 
