@@ -21,12 +21,14 @@ from jobsched.core.network_policy import LOOPBACK_NETWORKS
 from jobsched.monitoring.metrics import export_build_info
 from jobsched.monitoring.server import ReadinessCheck, ops_endpoint
 from jobsched.queue import DatabaseQueue, RunQueue, create_queue
+from jobsched.scheduler.notifier import Notifier, subscriptions
 from jobsched.scheduler.service import Scheduler
 from jobsched.storage.base import Storage
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.leadership import leadership_for
 from jobsched.storage.notifications import JOBS_CHANNEL, RUNS_CHANNEL, NotificationListener
 from jobsched.storage.urls import parse_database_url
+from jobsched.worker.handlers.http_network import guarded_client
 from jobsched.worker.registry import default_registry, import_handler_modules
 from jobsched.worker.service import Worker
 
@@ -74,10 +76,13 @@ async def run_until_signalled(services: list[Service]) -> None:
 
 async def _open_backends(
     settings: Settings, stack: AsyncExitStack, *, check_schema: bool = True
-) -> tuple[Storage, RunQueue]:
+) -> tuple[SQLStorage, RunQueue]:
     export_build_info()
     storage = SQLStorage.from_url(settings.database.url, pool_size=settings.database.pool_size)
     stack.push_async_callback(storage.close)
+    # Dead runs (and other wanted events) are recorded for the notifier by whichever
+    # process makes them so: workers' outcomes, the scheduler's rescue.
+    storage.set_webhook_subscriptions(subscriptions(settings.notifications))
     if check_schema:
         await storage.check_schema()
     # A worker holds the deliveries of its executing runs and of up to as many more
@@ -113,6 +118,15 @@ def _scheduler(
     )
     _listen(settings, stack, JOBS_CHANNEL, scheduler.on_jobs_changed)
     return scheduler
+
+
+def _notifiers(settings: Settings, storage: SQLStorage, stack: AsyncExitStack) -> list[Service]:
+    """The notifier, when ``notifications.endpoints`` names any (sent through the guard)."""
+    if not settings.notifications.endpoints:
+        return []
+    client = guarded_client(settings.notifications.network_policy())
+    stack.push_async_callback(client.aclose)
+    return [Notifier(storage, settings.notifications, client)]
 
 
 def _worker(settings: Settings, storage: Storage, queue: RunQueue, stack: AsyncExitStack) -> Worker:
@@ -151,7 +165,8 @@ async def serve_scheduler(settings: Settings) -> None:
         storage, queue = await _open_backends(settings, stack)
         checks = readiness_checks(storage, queue)
         with ops_endpoint(settings.metrics.host, settings.metrics.port, checks):
-            await run_until_signalled([_scheduler(settings, storage, queue, stack)])
+            scheduler = _scheduler(settings, storage, queue, stack)
+            await run_until_signalled([scheduler, *_notifiers(settings, storage, stack)])
 
 
 async def serve_worker(settings: Settings) -> None:
@@ -224,4 +239,5 @@ async def serve_standalone(settings: Settings) -> None:
             settings.api.port,
             parse_database_url(settings.database.url).sync_url.render_as_string(hide_password=True),
         )
-        await run_until_signalled([scheduler, worker, api])
+        notifiers = _notifiers(settings, storage, stack)
+        await run_until_signalled([scheduler, worker, api, *notifiers])

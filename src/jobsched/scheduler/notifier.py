@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 
@@ -21,9 +24,26 @@ from jobsched.core.models import RetryPolicy
 from jobsched.core.retry import backoff_delay_seconds
 from jobsched.core.webhooks import Delivery, Subscription, event_body, signed_headers
 from jobsched.monitoring.metrics import NOTIFICATIONS_BACKLOG, NOTIFICATIONS_SENT
-from jobsched.storage.database import SQLStorage
 
 logger = logging.getLogger(__name__)
+
+
+class DeliveryStorage(Protocol):
+    """The part of ``SQLStorage`` (``storage.sql_webhooks``) the notifier uses."""
+
+    def set_webhook_subscriptions(self, subscriptions: Sequence[Subscription]) -> None: ...
+
+    async def claim_webhook_deliveries(self, limit: int, hold_seconds: float) -> list[Delivery]: ...
+
+    async def mark_webhook_delivered(self, delivery_id: uuid.UUID) -> None: ...
+
+    async def give_up_webhook_delivery(self, delivery_id: uuid.UUID, error: str) -> None: ...
+
+    async def retry_webhook_delivery(
+        self, delivery_id: uuid.UUID, *, delay_seconds: float, error: str
+    ) -> None: ...
+
+    async def count_webhook_backlog(self) -> int: ...
 
 
 def subscriptions(settings: NotificationSettings) -> list[Subscription]:
@@ -40,9 +60,12 @@ def subscriptions(settings: NotificationSettings) -> list[Subscription]:
 
 
 class Notifier:
+    """A service (``run``/``request_stop``) sweeping the deliveries every ``interval_seconds``."""
+
     def __init__(
-        self, storage: SQLStorage, settings: NotificationSettings, client: httpx.AsyncClient
+        self, storage: DeliveryStorage, settings: NotificationSettings, client: httpx.AsyncClient
     ) -> None:
+        self._stop = asyncio.Event()
         self._storage = storage
         self._settings = settings
         self._client = client
@@ -57,14 +80,17 @@ class Notifier:
             jitter=False,
         )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
             try:
                 await self.sweep()
             except Exception:
                 logger.exception("notification sweep failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.interval_seconds)
+                await asyncio.wait_for(self._stop.wait(), self._settings.interval_seconds)
 
     async def sweep(self) -> int:
         """Try every due delivery once; how many were tried."""
