@@ -94,6 +94,11 @@ class Housekeeper:
             logger.info("pruned %d runs finished before %s", pruned, cutoff.isoformat())
         # Worker records of processes gone that long go too.
         await self._storage.prune_workers(cutoff)
+        while (
+            await self._storage.prune_webhook_deliveries(cutoff, self._retention.batch_size)
+            >= self._retention.batch_size
+        ):
+            pass
         await self.prune_audit()
         return pruned
 

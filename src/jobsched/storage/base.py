@@ -458,6 +458,9 @@ class Storage(Protocol):
         age against a threshold); storage only reports the records.
         """
 
+    async def prune_webhook_deliveries(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` delivered or given-up notifications recorded before ``before``."""
+
     async def prune_workers(self, last_seen_before: datetime) -> int:
         """Delete the records of workers last seen before the given time; return how many.
 

@@ -10,12 +10,13 @@ import sqlalchemy as sa
 
 from jobsched.config.settings import RetentionSettings, SchedulerSettings
 from jobsched.core.models import AttemptStatus, JobSpec, RunStatus
+from jobsched.core.webhooks import Subscription
 from jobsched.queue.database import DatabaseQueue
 from jobsched.scheduler.housekeeping import Housekeeper
 from jobsched.storage.base import AttemptOutcome
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.leadership import AdvisoryLockLeadership, AlwaysLeader, leadership_for
-from jobsched.storage.schema import attempts, runs
+from jobsched.storage.schema import attempts, runs, webhook_deliveries
 from jobsched.storage.urls import parse_database_url
 from tests.helpers import create_due_run
 
@@ -91,5 +92,44 @@ async def test_history_older_than_retention_is_pruned_in_batches(
         assert _count(sql, attempts) == 1  # the attempts of pruned runs went with them
         assert (await storage.get_run(active.id)).status is RunStatus.QUEUED
         assert await housekeeper.prune_history() == 0
+    finally:
+        sql.dispose()
+
+
+async def test_done_notifications_older_than_retention_are_pruned(
+    storage: SQLStorage, database_url: str
+) -> None:
+    storage.set_webhook_subscriptions(
+        [Subscription(endpoint="https://a.example/", events=frozenset({"run.dead"}))]
+    )
+    sql = sa.create_engine(parse_database_url(database_url).sync_url)
+    try:
+        for _ in range(3):
+            run = await create_due_run(storage, JobSpec(type="noop", payload={}))
+            (claimed,) = await storage.claim_runs([run.id], "worker", 30)
+            dead = AttemptOutcome(claimed.id, 1, "worker", AttemptStatus.FAILED, RunStatus.DEAD)
+            assert await storage.finish_attempts([dead]) == [True]
+        assert _count(sql, webhook_deliveries) == 3
+        delivered, _given_up, pending = await storage.claim_webhook_deliveries(10, 30)
+        await storage.mark_webhook_delivered(delivered.id)
+        await storage.give_up_webhook_delivery(_given_up.id, "too old")
+        with sql.begin() as connection:
+            connection.execute(
+                sa.update(webhook_deliveries).values(
+                    created_at=datetime.now(UTC) - timedelta(days=40)
+                )
+            )
+        housekeeper = Housekeeper(
+            storage,
+            DatabaseQueue(storage),
+            SchedulerSettings(),
+            RetentionSettings(days=30, batch_size=1),
+        )
+
+        await housekeeper.prune_history()
+
+        with sql.begin() as connection:
+            left = connection.execute(sa.select(webhook_deliveries.c.id)).scalars().all()
+        assert left == [pending.id]
     finally:
         sql.dispose()
