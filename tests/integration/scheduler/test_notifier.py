@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+import httpcore
 import pytest
 import sqlalchemy as sa
 
@@ -70,11 +71,13 @@ async def test_a_dead_run_is_delivered_once_signed(
     settings = _settings(receiver.url)
     storage.set_webhook_subscriptions(subscriptions(settings))
     run_id = await _dead_run(storage, scenario)
-    async with guarded_client(settings.network_policy()) as client:
+    connector = RecordingConnector()
+    async with guarded_client(settings.network_policy(), connector=connector) as client:
         notifier = Notifier(storage, settings, client)
         assert await notifier.sweep() == 1
         assert await notifier.sweep() == 0
 
+    assert connector.asked == [("127.0.0.1", receiver.port)]  # what the guard admits is asked
     assert receiver.bad_signatures == 0
     (event,) = receiver.events
     assert event["type"] == "run.dead"
@@ -107,15 +110,40 @@ async def test_a_receiver_that_was_down_gets_the_event_later(
     assert [event["data"]["run_id"] for event in receiver.events] == [run_id]
 
 
-async def test_a_denied_address_is_never_contacted(
-    storage: SQLStorage, scenario: StorageScenario, receiver: WebhookReceiver
+class RecordingConnector(httpcore.AsyncNetworkBackend):
+    """Notes every connection asked for, then makes it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.asked.append((host, port))
+        return await self._inner.connect_tcp(host, port, timeout=timeout)
+
+
+@pytest.mark.parametrize("allowed", [None, ["10.0.0.0/8"]])
+async def test_a_denied_address_is_refused_before_any_connection(
+    storage: SQLStorage,
+    scenario: StorageScenario,
+    receiver: WebhookReceiver,
+    allowed: list[str] | None,
 ) -> None:
-    settings = _settings(receiver.url, allowed_networks=None)
+    settings = _settings(receiver.url, allowed_networks=allowed)
     storage.set_webhook_subscriptions(subscriptions(settings))
     await _dead_run(storage, scenario)
-    async with guarded_client(settings.network_policy()) as client:
+    connector = RecordingConnector()
+    async with guarded_client(settings.network_policy(), connector=connector) as client:
         await Notifier(storage, settings, client).sweep()
 
+    assert connector.asked == []
     assert receiver.events == []
     assert (
         scenario.count(webhook_deliveries, webhook_deliveries.c.last_error.like("%refused%")) == 1
