@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from jobsched.core.models import AttemptStatus, RunStatus
+from jobsched.core.models import AttemptStatus, ConcurrencyPolicy, RunStatus
 from jobsched.core.webhooks import Subscription
 from jobsched.storage.base import AttemptOutcome
 from jobsched.storage.database import SQLStorage
 from jobsched.storage.schema import webhook_deliveries
-from tests.contract.storage_scenario import EPOCH, StorageScenario
+from tests.contract.storage_scenario import EPOCH, StorageScenario, fire_at
 
 DEAD_ONLY = Subscription(endpoint="https://a.example/", events=frozenset({"run.dead"}))
 
@@ -142,3 +142,24 @@ async def test_given_up_and_delivered_rows_are_pruned_pending_ones_kept(
     with scenario.sql.connect() as connection:
         left = connection.execute(sa.select(webhook_deliveries.c.id)).scalars().all()
     assert left == [_pending.id]
+
+
+async def test_a_fire_time_skipped_by_the_concurrency_policy_records_job_fire_skipped(
+    storage: SQLStorage, scenario: StorageScenario
+) -> None:
+    storage.set_webhook_subscriptions(
+        [
+            DEAD_ONLY,
+            Subscription(endpoint="https://skips.example/", events=frozenset({"job.fire_skipped"})),
+        ]
+    )
+    await scenario.job(next_run_at=EPOCH, concurrency_policy=ConcurrencyPolicy.FORBID)
+    fire_times = [EPOCH, EPOCH + timedelta(minutes=1)]
+
+    fired = await storage.fire_due_jobs(EPOCH, 10, fire_at(fire_times, None), published=True)
+
+    (skipped,) = [run for run in fired if run.status == RunStatus.SKIPPED]
+    (delivery,) = await storage.claim_webhook_deliveries(10, hold_seconds=30)
+    assert delivery.endpoint == "https://skips.example/"
+    assert delivery.event_type == "job.fire_skipped"
+    assert delivery.data["run_id"] == str(skipped.id)

@@ -26,6 +26,7 @@ from jobsched.core.planning import FirePlan
 from jobsched.storage.rows import job_from_row, run_from_row
 from jobsched.storage.schema import FIRED_BY_SCHEDULE, UTCDateTime, attempts, jobs, runs
 from jobsched.storage.sql_base import SQLStorageBase, later_version
+from jobsched.storage.sql_webhooks import record_run_events
 
 _ACTIVE = [status.value for status in ACTIVE_RUN_STATUSES]
 _REPLACED_ERROR = "cancelled: replaced by a newer run (concurrency_policy: replace)"
@@ -88,7 +89,12 @@ class SQLFiring(SQLStorageBase):
                 job_changes.append(_advanced_job_values(job, fire_plan, now))
             await connection.execute(_ADVANCE_JOB, job_changes)
             await self._cancel_replaced_runs(connection, replaced)
-            return await self._insert_runs(connection, new_runs)
+            created = await self._insert_runs(connection, new_runs)
+            skipped = [run for run in created if run.status is RunStatus.SKIPPED]
+            await record_run_events(
+                connection, self._webhook_subscriptions, "job.fire_skipped", skipped, self._now()
+            )
+            return created
 
     async def _lock_active_runs(
         self, connection: AsyncConnection, job_ids: list[uuid.UUID]
