@@ -360,6 +360,15 @@ class NotificationSettings(Section):
                 parse_network(cidr)
         return value
 
+    @field_validator("endpoints")
+    @classmethod
+    def _urls_are_unique(cls, value: list[NotificationEndpoint]) -> list[NotificationEndpoint]:
+        # A delivery names its endpoint by URL.
+        urls = [endpoint.url for endpoint in value]
+        if len(set(urls)) != len(urls):
+            raise ValueError("each endpoint url may appear once")
+        return value
+
     def network_policy(self) -> NetworkPolicy:
         return NetworkPolicy.from_cidrs(self.allowed_networks or ())
 

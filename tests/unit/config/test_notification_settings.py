@@ -90,3 +90,10 @@ def test_loopback_is_refused_unless_allowed() -> None:
 def test_allowed_networks_must_be_cidrs() -> None:
     with pytest.raises(ValidationError):
         NotificationSettings(allowed_networks=["not-a-network"])
+
+
+def test_an_endpoint_url_may_appear_once() -> None:
+    endpoint = {"url": "https://a.example/", "secret": SECRET}
+
+    with pytest.raises(ValidationError, match="once"):
+        NotificationSettings.model_validate({"endpoints": [endpoint, endpoint]})
