@@ -148,3 +148,32 @@ async def test_a_form_of_too_many_fields_is_refused(
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 403
+
+
+HOSTILE_PAYLOADS = ['{"a": "x\\u0000y"}', '{"a": NaN}', '{"a": "\\ud800"}']
+
+
+@pytest.mark.parametrize("payload", HOSTILE_PAYLOADS)
+async def test_a_hostile_form_value_is_refused_and_writes_nothing(
+    secured: httpx.AsyncClient, storage: SQLStorage, sql: sa.Engine, payload: str
+) -> None:
+    """The dashboard's forms refuse what the API's JSON checks refuse (no 500, no row)."""
+    now = await storage.now()
+    job = await storage.create_job(
+        JobSpec(type="noop", payload={}, schedule="@every 1h"), next_run_at=now, now=now
+    )
+    csrf = await _sign_in(secured, storage, Role.ADMIN)
+    posts = [
+        (f"/ui/jobs/{job.id}/trigger", {"payload": payload}),
+        ("/ui/jobs/new", {"type": "noop", "schedule": "@every 1h", "payload": payload}),
+        ("/ui/jobs/new", {"type": "noop", "schedule": "@every 1h", "name": "a\x00b"}),
+    ]
+    for path, fields in posts:
+        answer = await secured.post(path, data={"csrf_token": csrf, **fields})
+        assert 400 <= answer.status_code < 500 or answer.status_code == 200, (path, answer)
+        assert answer.status_code != 303, (path, "accepted")
+    with sql.connect() as connection:
+        assert (
+            connection.execute(sa.select(sa.func.count()).select_from(audit_events)).scalar() == 0
+        )
+    assert (await storage.list_runs(job_id=job.id, status=None, limit=5, cursor=None)).items == []

@@ -93,6 +93,8 @@ async def trigger_job(
     payload: JsonObject | None,
 ) -> Run:
     viewer.require(Role.OPERATE)
+    if payload is not None:
+        services.payload_rules.check_size(payload)
     run = await services.storage.trigger_job(
         job_id,
         published=services.queue.commits_are_publishes,

@@ -15,8 +15,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jobsched.api.request_checks import JSON_DEPTH_DEFAULT, check_json_values
 from jobsched.api.schemas import JobCreate, JobPatch
 from jobsched.api.ui.forms import Form
+from jobsched.core.errors import InvalidInputError
 from jobsched.core.models import Job
 from jobsched.core.redaction import HeaderRedaction, redact_headers
 
@@ -116,6 +118,12 @@ def _request_body(values: dict[str, str], errors: dict[str, str]) -> dict[str, A
             body["payload"] = payload
         else:
             errors["payload"] = "must be a JSON object"
+    try:
+        # What the API's request checks refuse in a JSON body (a NUL, an unpaired
+        # surrogate, NaN): form fields and the payload text reach the same storage.
+        check_json_values(body, JSON_DEPTH_DEFAULT)
+    except InvalidInputError as error:
+        errors[error.field.split(".", 1)[0]] = error.message
     return body
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from jobsched.api.dependencies import Services, ServicesDependency
+from jobsched.api.request_checks import JSON_DEPTH_DEFAULT, check_json_values
 from jobsched.api.routes.jobs import visible_job
 from jobsched.api.ui import actions
 from jobsched.api.ui.forms import checked_form
@@ -180,6 +181,7 @@ def _trigger_payload(text: str) -> JsonObject | None:
         raise InvalidInputError("payload", f"not JSON: {error.msg}") from None
     if not isinstance(payload, dict):
         raise InvalidInputError("payload", "must be a JSON object")
+    check_json_values(payload, JSON_DEPTH_DEFAULT, ("payload",))
     return payload
 
 
